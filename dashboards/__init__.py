@@ -1,0 +1,1 @@
+"""The Streamlit board and the pure store queries behind it."""

@@ -1,0 +1,60 @@
+"""The one small backend interface every generator implements.
+
+Two batched methods, nothing else leaks out: `generate` for text and `loglikelihood` for scoring a
+continuation. The runner owns caching, batching across samples, retries of whole runs and storage,
+so a backend only turns requests into answers.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any
+
+from harness.config import ModelConfig
+from harness.types import Completion, Request, canonical_json, sha256_text
+
+
+class Backend(ABC):
+    """Base class for backends. Subclasses load lazily-imported heavy libraries in `__init__`."""
+
+    name: str = "base"
+    #: Whether answers may be stored in the response cache (a replay backend has nothing to gain).
+    cacheable: bool = True
+
+    def __init__(self, config: ModelConfig) -> None:
+        self.config = config
+
+    @abstractmethod
+    def generate(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer generate requests, one Completion with `text` per request, in order."""
+
+    @abstractmethod
+    def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
+        """Score `continuation` after `prompt`: one Completion with `logprob` and `is_greedy` each."""
+
+    def info(self) -> dict[str, Any]:
+        """Settings worth recording with a run (dtype actually used, chat template hash, device)."""
+        return {}
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
+        """Release engines, servers or GPU memory. Safe to call twice."""
+
+
+def backend_fingerprint(config: ModelConfig, identity: dict[str, Any], dtype: str) -> str:
+    """Identity of everything that can change an answer, computed without loading the model.
+
+    It keys the response cache, so it covers the backend, model and adapter content hashes, the
+    resolved dtype,
+    length limit and backend options; batch size and device do not change answers and are left out.
+    """
+    payload = {
+        "backend": config.backend,
+        "identity": identity,
+        "dtype": dtype,
+        "max_length": config.max_length,
+        "trust_remote_code": config.trust_remote_code,
+        "completions": config.completions,
+        "options": config.options,
+    }
+    return sha256_text(canonical_json(payload))

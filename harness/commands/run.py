@@ -1,0 +1,160 @@
+"""`harness run SUITE...`: build a RunConfig from flags (or a YAML file) and hand it to the Runner."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.table import Table
+
+from harness.commands.common import DbOption, JsonOption, err, exit_on_error, open_store, out, print_json
+from harness.config import (
+    GenerationConfig,
+    ModelConfig,
+    RunConfig,
+    SuiteConfig,
+    format_validation_error,
+    load_run_config,
+    resolve_db_url,
+)
+from harness.errors import ConfigError
+from harness.runner import Runner, SuiteResult
+
+
+def _parse_data(values: list[str], suites: list[str]) -> dict[str, str]:
+    """`--data PATH` for a single suite, or `--data SUITE=PATH` for several."""
+    per_suite: dict[str, str] = {}
+    for value in values:
+        name, sep, path = value.partition("=")
+        if sep and name in suites:
+            per_suite[name] = path
+        elif len(suites) == 1:
+            per_suite[suites[0]] = value
+        else:
+            raise ConfigError(f"--data '{value}': with several suites, write --data SUITE=PATH")
+    return per_suite
+
+
+def _parse_options(values: list[str]) -> dict[str, Any]:
+    options: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--option '{value}': expected KEY=VALUE")
+        options[key] = raw
+    return options
+
+
+def build_config(
+    suites: list[str],
+    model: str | None,
+    adapter: str | None,
+    backend: str,
+    data: list[str],
+    limit: int | None,
+    completions: str | None,
+    batch_size: int,
+    dtype: str,
+    device: str,
+    max_new_tokens: int,
+    temperature: float,
+    seed: int,
+    trust_remote_code: bool,
+    run_name: str | None,
+    tags: list[str],
+    options: list[str],
+    db: str | None,
+) -> RunConfig:
+    per_suite = _parse_data(data, suites)
+    suite_options = _parse_options(options)
+    model_options: dict[str, Any] = {}
+    if backend == "file" and completions and completions.startswith("run:"):
+        model_options["db"] = resolve_db_url(db)
+    if backend != "file" and not model:
+        raise ConfigError("--model is required (except with --backend file)")
+    if backend == "file" and not completions:
+        raise ConfigError("--backend file needs --completions FILE.jsonl or --completions run:RUN_ID")
+    try:
+        return RunConfig(
+            suites=[SuiteConfig(name=s, data=per_suite.get(s), limit=limit, options=suite_options) for s in suites],
+            model=ModelConfig(
+                path=model,
+                adapter=adapter,
+                backend=backend,
+                dtype=dtype,  # type: ignore[arg-type]
+                device=device,
+                batch_size=batch_size,
+                trust_remote_code=trust_remote_code,
+                completions=completions,
+                options=model_options,
+            ),
+            generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
+            run_name=run_name,
+            tags=tags,
+        )
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc)) from None
+
+
+def render_results(results: list[SuiteResult]) -> None:
+    for r in results:
+        table = Table(title=f"{r.suite}  run {r.run_id}  ({r.n_samples} samples; {r.computed} scored now, {r.reused} resumed)")
+        table.add_column("metric")
+        table.add_column("value", justify="right")
+        table.add_column("± stderr", justify="right")
+        table.add_column("n", justify="right")
+        for m in r.metrics:
+            arrow = "↑" if m.higher_is_better else "↓"
+            stderr = f"{m.stderr:.4f}" if m.stderr is not None else ""
+            table.add_row(f"{m.name} {arrow}", f"{m.value:.4f}", stderr, str(m.n))
+        out.print(table)
+
+
+def run(
+    suites: Annotated[list[str] | None, typer.Argument(help="Suites to run, e.g. rag-extraction.", show_default=False)] = None,
+    config: Annotated[str | None, typer.Option("--config", "-c", help="YAML run configuration (instead of flags).")] = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model directory or hub id.")] = None,
+    adapter: Annotated[str | None, typer.Option(help="PEFT adapter directory applied to --model.")] = None,
+    backend: Annotated[str, typer.Option(help="hf | vllm | openai | file")] = "hf",
+    data: Annotated[list[str] | None, typer.Option(help="Data file (or SUITE=PATH with several suites).")] = None,
+    limit: Annotated[int | None, typer.Option(min=1, help="Only the first N samples.")] = None,
+    completions: Annotated[str | None, typer.Option(help="File backend: JSONL of {id, completion} or run:RUN_ID.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Requests per backend call.")] = 8,
+    dtype: Annotated[str, typer.Option(help="auto | float32 | bfloat16 | float16")] = "auto",
+    device: Annotated[str, typer.Option(help="auto | cpu | cuda | cuda:N")] = "auto",
+    max_new_tokens: Annotated[int, typer.Option(min=1)] = 64,
+    temperature: Annotated[float, typer.Option(min=0.0)] = 0.0,
+    seed: Annotated[int, typer.Option()] = 0,
+    trust_remote_code: Annotated[bool, typer.Option(help="Allow Python code shipped with a hub model.")] = False,
+    run_name: Annotated[str | None, typer.Option(help="Human label for the run.")] = None,
+    tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable); the gate selects by tag.")] = None,
+    option: Annotated[list[str] | None, typer.Option(help="Suite option KEY=VALUE (repeatable).")] = None,
+    no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Score a model on one or more suites; rerunning the same command resumes an unfinished run."""
+    with exit_on_error():
+        if config:
+            if suites:
+                raise ConfigError("give suites either on the command line or in --config, not both")
+            run_config = load_run_config(config)
+        else:
+            if not suites:
+                raise ConfigError("name at least one suite, e.g. harness run rag-extraction --model DIR")
+            run_config = build_config(
+                suites, model, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
+                max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
+            )
+        store = open_store(db)
+        try:
+            runner = Runner(run_config, store, show_progress=not (no_progress or json_output))
+            results = runner.run()
+        finally:
+            store.close()
+        if json_output:
+            print_json({"runs": [r.to_json() for r in results]})
+        else:
+            render_results(results)
+            err.print(f"stored in {store.safe_url}")

@@ -1,0 +1,354 @@
+"""The only orchestrator: samples -> requests -> cached backend calls -> scores -> store.
+
+Resuming is built in, not bolted on: a run is identified by the hash of everything that determines
+its results, so running the same command again continues an unfinished run, skips every sample
+already stored and answers every request already cached (by content, not by position or rank).
+Each batch of samples is committed on its own; answers are cached as soon as they arrive.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+from harness.backends import create_backend, resolved_dtype
+from harness.backends.base import Backend, backend_fingerprint
+from harness.config import ModelConfig, RunConfig, SuiteConfig, config_hash
+from harness.errors import ConfigError
+from harness.provenance import directory_hash, git_revision, library_versions, model_identity
+from harness.store import Store
+from harness.types import Completion, MetricValue, Request, Sample, SampleScore
+from suites import create_suite
+from suites.base import Suite
+
+BackendFactory = Callable[[ModelConfig], Backend]
+
+
+@dataclass(frozen=True)
+class SuiteResult:
+    """What one suite run produced; `computed` counts samples scored now, `reused` those resumed."""
+
+    run_id: str
+    suite: str
+    status: str
+    metrics: list[MetricValue]
+    n_samples: int
+    computed: int
+    reused: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "run_id": self.run_id,
+            "suite": self.suite,
+            "metrics": {m.name: m.value for m in self.metrics},
+            "n_samples": self.n_samples,
+            "status": self.status,
+        }
+
+
+class Runner:
+    """Runs every suite of a RunConfig against its backends and stores the results."""
+
+    def __init__(
+        self,
+        config: RunConfig,
+        store: Store,
+        backend_factory: BackendFactory = create_backend,
+        show_progress: bool = True,
+        commit_every: int | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.backend_factory = backend_factory
+        self.show_progress = show_progress
+        self.commit_every = commit_every or max(16, config.model.batch_size * 4)
+        self._backends: dict[str, Backend] = {}
+        self._fingerprints: dict[str, str] = {}
+        self._identities: dict[str, dict[str, Any]] = {}
+
+    # ---- backends ---------------------------------------------------------------------------
+
+    def _model_config(self, role: str) -> ModelConfig:
+        if role == "model":
+            return self.config.model
+        if role == "judge":
+            if self.config.judge is None:
+                raise ConfigError("this suite needs a judge: pass --judge-model (and --judge-backend)")
+            return self.config.judge
+        raise ConfigError(f"unknown request role '{role}'")
+
+    def identity(self, role: str) -> dict[str, Any]:
+        if role not in self._identities:
+            cfg = self._model_config(role)
+            if cfg.backend == "file":
+                src = cfg.completions or ""
+                ident: dict[str, Any] = {"completions": src}
+                if src and Path(src).is_file():
+                    ident["completions_hash"] = directory_hash(src)
+            else:
+                if cfg.path and cfg.backend == "hf":
+                    from harness.backends.hf import check_adapter_path, check_model_path
+
+                    check_model_path(cfg.path)
+                    check_adapter_path(cfg.adapter)
+                ident = model_identity(cfg.path, cfg.adapter)
+            self._identities[role] = ident
+        return self._identities[role]
+
+    def fingerprint(self, role: str) -> str:
+        if role not in self._fingerprints:
+            cfg = self._model_config(role)
+            self._fingerprints[role] = backend_fingerprint(cfg, self.identity(role), resolved_dtype(cfg))
+        return self._fingerprints[role]
+
+    def backend(self, role: str) -> Backend:
+        if role not in self._backends:
+            self._backends[role] = self.backend_factory(self._model_config(role))
+        return self._backends[role]
+
+    def close(self) -> None:
+        for b in self._backends.values():
+            b.close()
+        self._backends.clear()
+
+    # ---- answering requests -----------------------------------------------------------------
+
+    def answer(self, requests: Sequence[Request]) -> list[Completion]:
+        """Answer requests from the cache where possible, else from the backend of their role."""
+        results: list[Completion | None] = [None] * len(requests)
+        keys = [r.key(self.fingerprint(r.role)) for r in requests]
+        cacheable_roles = {r.role for r in requests if self._cacheable(r.role)}
+        cached = self.store.cache_lookup([k for k, r in zip(keys, requests, strict=True) if r.role in cacheable_roles])
+        missing: dict[tuple[str, str], list[int]] = {}
+        for i, (key, req) in enumerate(zip(keys, requests, strict=True)):
+            if key in cached:
+                results[i] = Completion.from_json(cached[key])
+            else:
+                missing.setdefault((req.role, req.kind), []).append(i)
+        for (role, kind), idxs in missing.items():
+            backend = self.backend(role)
+            # Identical requests in one batch are asked once (unless the backend replays by sample).
+            unique: dict[str, int] = {}
+            for i in idxs:
+                unique.setdefault(keys[i] if backend.cacheable else f"{i}", i)
+            todo = [requests[i] for i in unique.values()]
+            call = backend.generate if kind == "generate" else backend.loglikelihood
+            answers = call(todo)
+            if len(answers) != len(todo):
+                raise RuntimeError(f"backend '{backend.name}' returned {len(answers)} answers for {len(todo)} requests")
+            by_key = dict(zip(unique, answers, strict=True))
+            for i in idxs:
+                results[i] = by_key[keys[i] if backend.cacheable else f"{i}"]
+            if backend.cacheable:
+                self.store.write_cache(
+                    [
+                        {
+                            "key": k,
+                            "fingerprint": self.fingerprint(role),
+                            "kind": kind,
+                            "request": requests[unique[k]].content(),
+                            "response": a.to_json(),
+                        }
+                        for k, a in by_key.items()
+                    ]
+                )
+        return [r for r in results if r is not None]
+
+    def _cacheable(self, role: str) -> bool:
+        return self._model_config(role).backend != "file"
+
+    # ---- running a suite --------------------------------------------------------------------
+
+    def run(self) -> list[SuiteResult]:
+        try:
+            return [self.run_suite(s) for s in self.config.suites]
+        finally:
+            self.close()
+
+    def _run_record(self, suite: Suite, suite_cfg: SuiteConfig, source: str, n: int) -> tuple[str, dict[str, Any]]:
+        model = self.config.model
+        ident = self.identity("model")
+        data_hash = directory_hash(source) if Path(source).exists() else None
+        judge_fp = self.fingerprint("judge") if self.config.judge else None
+        determining = {
+            "suite": suite.name,
+            "suite_version": suite.version,
+            "options": suite_cfg.options,
+            "limit": suite_cfg.limit,
+            "data_hash": data_hash or source,
+            "fingerprint": self.fingerprint("model"),
+            "judge": judge_fp,
+            "generation": self.config.generation.model_dump(),
+        }
+        digest = config_hash(determining)
+        record = {
+            "name": self.config.run_name or f"{Path(model.path or model.completions or 'model').name}:{suite.name}",
+            "suite": suite.name,
+            "suite_version": suite.version,
+            "model": model.path,
+            "model_hash": ident.get("model_hash"),
+            "adapter": model.adapter,
+            "adapter_hash": ident.get("adapter_hash"),
+            "backend": model.backend,
+            "backend_info": {"settings": model.model_dump(exclude={"options"}) | {"options": _redact(model.options)}},
+            "generation": self.config.generation.model_dump(),
+            "config": {
+                "suite": suite_cfg.model_dump(),
+                "model": model.model_dump(exclude={"options"}),
+                "judge": self.config.judge.model_dump(exclude={"options"}) if self.config.judge else None,
+                "judge_fingerprint": judge_fp,
+            },
+            "config_hash": digest,
+            "fingerprint": self.fingerprint("model"),
+            "data_source": source,
+            "data_hash": data_hash,
+            "n_samples": n,
+            "git_revision": git_revision(),
+            "versions": library_versions() | {"python": sys.version.split()[0]},
+            "trust_remote_code": model.trust_remote_code,
+        }
+        return digest, record
+
+    def run_suite(self, suite_cfg: SuiteConfig) -> SuiteResult:
+        suite = create_suite(suite_cfg.name, suite_cfg.options, self.config.generation)
+        source = suite_cfg.data or suite.default_data()
+        samples = suite.load(source)
+        if suite_cfg.limit is not None:
+            samples = samples[: suite_cfg.limit]
+        digest, record = self._run_record(suite, suite_cfg, source, len(samples))
+
+        existing = self.store.find_resumable_run(digest)
+        done = self.store.stored_sample_ids(existing["id"]) if existing else set()
+        pending = [(pos, s) for pos, s in enumerate(samples) if s.id not in done]
+        self._preflight(suite, [s for _, s in pending])
+
+        if existing:
+            run_id = existing["id"]
+            self.store.mark_running(run_id)
+        else:
+            run_id = self.store.create_run(record, self.config.tags)
+        try:
+            self._score_pending(run_id, suite, pending, len(samples))
+            metrics = self._aggregate(run_id, suite)
+            info = dict(record["backend_info"])
+            if "model" in self._backends:
+                info["loaded"] = self._backends["model"].info()
+            self.store.finish_run(run_id, metrics, backend_info=info)
+        except BaseException as exc:
+            reason = "interrupted" if isinstance(exc, KeyboardInterrupt) else f"{type(exc).__name__}: {exc}"
+            self.store.fail_run(run_id, reason)
+            raise
+        return SuiteResult(run_id, suite.name, "complete", metrics, len(samples), len(pending), len(done))
+
+    def _preflight(self, suite: Suite, pending: Sequence[Sample]) -> None:
+        """Load the backend before a run row exists when it will be needed, so a wrong model path
+        or a mismatched adapter is reported as a configuration error and leaves no partial run."""
+        if not pending:
+            return
+        first = [r for s in pending[: self.commit_every] for r in suite.requests(s, 0, [])]
+        roles = {r.role for r in first}
+        for role in roles:
+            if not self._cacheable(role):
+                self.backend(role)
+                continue
+            keys = [r.key(self.fingerprint(role)) for r in first if r.role == role]
+            if len(self.store.cache_lookup(keys)) < len(set(keys)):
+                self.backend(role)
+
+    def _score_pending(self, run_id: str, suite: Suite, pending: Sequence[tuple[int, Sample]], total: int) -> None:
+        with self._progress() as progress:
+            task = progress.add_task(suite.name, total=total, completed=total - len(pending))
+            for start in range(0, len(pending), self.commit_every):
+                batch = pending[start : start + self.commit_every]
+                rows = self._score_batch(suite, batch)
+                self.store.write_batch(run_id, rows, [])
+                progress.advance(task, len(batch))
+
+    def _score_batch(self, suite: Suite, batch: Sequence[tuple[int, Sample]]) -> list[dict[str, Any]]:
+        answers: dict[str, list[list[Completion]]] = {s.id: [] for _, s in batch}
+        asked: dict[str, list[list[Request]]] = {s.id: [] for _, s in batch}
+        counts: dict[str, int] = {s.id: 0 for _, s in batch}
+        active = [s for _, s in batch]
+        stage = 0
+        while active:
+            flat: list[Request] = []
+            owners: list[tuple[str, int]] = []
+            still: list[Sample] = []
+            for sample in active:
+                reqs = suite.requests(sample, stage, answers[sample.id])
+                if not reqs:
+                    continue
+                still.append(sample)
+                reqs = [
+                    dataclasses.replace(r, sample_id=sample.id, index=counts[sample.id] + i) for i, r in enumerate(reqs)
+                ]
+                counts[sample.id] += len(reqs)
+                asked[sample.id].append(reqs)
+                answers[sample.id].append([])
+                flat.extend(reqs)
+                owners.extend((sample.id, i) for i in range(len(reqs)))
+            if flat:
+                for (sid, _), completion in zip(owners, self.answer(flat), strict=True):
+                    answers[sid][-1].append(completion)
+            active = still
+            stage += 1
+        rows = []
+        for position, sample in batch:
+            score = suite.score(sample, answers[sample.id])
+            rows.append(_sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score))
+        return rows
+
+    def _aggregate(self, run_id: str, suite: Suite) -> list[MetricValue]:
+        scores = [
+            SampleScore(r["sample_id"], r["scores"], tuple(r["groups"]), r["details"])
+            for r in self.store.run_samples(run_id)
+        ]
+        return suite.aggregate(scores)
+
+    def _progress(self) -> Progress:
+        return Progress(
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TimeRemainingColumn(),
+            console=Console(stderr=True),
+            disable=not self.show_progress,
+            transient=False,
+        )
+
+
+def _sample_row(
+    suite: Suite,
+    position: int,
+    sample: Sample,
+    requests: list[list[Request]],
+    answers: list[list[Completion]],
+    score: SampleScore,
+) -> dict[str, Any]:
+    return {
+        "sample_id": sample.id,
+        "position": position,
+        "input": suite.sample_input(sample),
+        "requests": [[r.content() | {"role": r.role} for r in stage] for stage in requests],
+        "completions": [[c.to_json() for c in stage] for stage in answers],
+        "scores": dict(score.scores),
+        "groups": list(score.groups),
+        "details": dict(score.details),
+    }
+
+
+_SECRET_HINTS = ("key", "token", "secret", "password")
+
+
+def _redact(options: dict[str, Any]) -> dict[str, Any]:
+    """Backend options minus anything that looks like a credential (keys never reach the store)."""
+    return {k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else v) for k, v in options.items()}
+

@@ -1,0 +1,380 @@
+"""The results store: SQLAlchemy Core over SQLite (default, one file) or PostgreSQL (teams, clusters).
+
+Everything downstream (gate, monitors, board) reads from here, never from backends. Writes happen
+in small transactions, one per batch of samples, so a crash loses at most the batch in flight.
+SQLite runs in WAL mode with `BEGIN IMMEDIATE` writes: a reader (the board) never blocks a run,
+and two runs writing to one file wait for each other instead of failing.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Engine,
+    Float,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+    create_engine,
+    event,
+    func,
+    select,
+    update,
+)
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.exc import OperationalError
+
+from harness.errors import ConfigError, UserError
+from harness.types import MetricValue
+
+SCHEMA_VERSION = 1
+
+metadata = MetaData()
+
+schema_info = Table(
+    "schema_info",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(256), nullable=False),
+)
+
+runs = Table(
+    "runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("suite", String(128), nullable=False),
+    Column("suite_version", String(32), nullable=False),
+    Column("status", String(16), nullable=False),  # running | complete | failed
+    Column("model", Text),
+    Column("model_hash", String(64)),
+    Column("adapter", Text),
+    Column("adapter_hash", String(64)),
+    Column("backend", String(32), nullable=False),
+    Column("backend_info", JSON, nullable=False),
+    Column("generation", JSON, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("config_hash", String(32), nullable=False),
+    Column("fingerprint", String(64), nullable=False),
+    Column("data_source", Text),
+    Column("data_hash", String(64)),
+    Column("n_samples", Integer, nullable=False),
+    Column("git_revision", String(64)),
+    Column("versions", JSON, nullable=False),
+    Column("trust_remote_code", Boolean, nullable=False, default=False),
+    Column("train_run_id", String(32)),
+    Column("step", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Index("ix_runs_config_hash", "config_hash"),
+    Index("ix_runs_suite_created", "suite", "created_at"),
+    Index("ix_runs_model", "model"),
+)
+
+run_tags = Table(
+    "run_tags",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("tag", String(128), primary_key=True),
+    Index("ix_run_tags_tag", "tag"),
+)
+
+samples = Table(
+    "samples",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("sample_id", String(256), primary_key=True),
+    Column("position", Integer, nullable=False),
+    Column("input", JSON, nullable=False),
+    Column("requests", JSON, nullable=False),
+    Column("completions", JSON, nullable=False),  # list per stage of list of Completion.to_json()
+    Column("scores", JSON, nullable=False),
+    Column("groups", JSON, nullable=False),
+    Column("details", JSON, nullable=False),
+    Index("ix_samples_run_position", "run_id", "position"),
+)
+
+metrics = Table(
+    "metrics",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("value", Float, nullable=False),
+    Column("stderr", Float),
+    Column("n", Integer, nullable=False),
+    Column("higher_is_better", Boolean, nullable=False),
+)
+
+completions = Table(
+    "completions",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("fingerprint", String(64), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("request", JSON, nullable=False),
+    Column("response", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+_RESUMABLE = ("running", "failed")
+_CHUNK = 500
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def normalise_url(url: str) -> str:
+    """Accept plain `postgresql://` and file paths; use psycopg 3 for PostgreSQL."""
+    if "://" not in url:
+        return f"sqlite:///{url}"
+    if url.startswith("postgresql://") or url.startswith("postgres://"):
+        return "postgresql+psycopg://" + url.split("://", 1)[1]
+    return url
+
+
+def _make_engine(url: str, read_only: bool) -> Engine:
+    parsed = make_url(url)
+    if parsed.get_backend_name() == "sqlite":
+        database = parsed.database or ""
+        if read_only and database and database != ":memory:":
+            engine = create_engine(
+                f"sqlite:///file:{database}?mode=ro&uri=true", connect_args={"timeout": 60}
+            )
+        else:
+            engine = create_engine(url, connect_args={"timeout": 60})
+        _configure_sqlite(engine, read_only)
+        return engine
+    if parsed.get_backend_name() == "postgresql":
+        args: dict[str, Any] = {}
+        if read_only:
+            args["options"] = "-c default_transaction_read_only=on"
+        return create_engine(url, connect_args=args, pool_pre_ping=True)
+    raise ConfigError(f"unsupported store URL '{url}': use a SQLite path or postgresql+psycopg://...")
+
+
+def _configure_sqlite(engine: Engine, read_only: bool) -> None:
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA busy_timeout = 60000")
+        if not read_only:
+            cur.execute("PRAGMA journal_mode = WAL")
+            cur.execute("PRAGMA synchronous = NORMAL")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        # IMMEDIATE takes the write lock up front, so two writers queue on busy_timeout instead of
+        # dead-locking when a read transaction tries to upgrade.
+        conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+class Store:
+    """Typed access to the results database. One instance per process; cheap to create."""
+
+    def __init__(self, url: str, read_only: bool = False) -> None:
+        self.url = normalise_url(url)
+        self.read_only = read_only
+        self.engine = _make_engine(self.url, read_only)
+        try:
+            if not read_only:
+                self._create_schema()
+            self._check_version()
+        except OperationalError as exc:
+            raise ConfigError(f"cannot open store '{self.safe_url}': {exc.orig}") from None
+
+    @property
+    def safe_url(self) -> str:
+        """The URL with any password hidden, for messages and logs."""
+        return make_url(self.url).render_as_string(hide_password=True)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.engine.dialect.name == "sqlite"
+
+    @contextmanager
+    def transaction(self) -> Iterator[Connection]:
+        with self.engine.begin() as conn:
+            yield conn
+
+    def _create_schema(self) -> None:
+        with self.transaction() as conn:
+            if conn.dialect.name == "postgresql":
+                conn.exec_driver_sql("SELECT pg_advisory_xact_lock(74201)")
+            metadata.create_all(conn, checkfirst=True)
+            current = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).scalar()
+            if current is None:
+                conn.execute(schema_info.insert().values(key="version", value=str(SCHEMA_VERSION)))
+
+    def _check_version(self) -> None:
+        with self.engine.connect() as conn:
+            current = conn.execute(select(schema_info.c.value).where(schema_info.c.key == "version")).scalar()
+        if current is not None and int(current) > SCHEMA_VERSION:
+            raise ConfigError(
+                f"store '{self.safe_url}' has schema version {current}, newer than this harness "
+                f"({SCHEMA_VERSION}); upgrade harness"
+            )
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    # ---- runs -------------------------------------------------------------------------------
+
+    def create_run(self, record: dict[str, Any], tags: Sequence[str] = ()) -> str:
+        run_id = uuid.uuid4().hex[:12]
+        row = {**record, "id": run_id, "status": "running", "created_at": utcnow()}
+        with self.transaction() as conn:
+            conn.execute(runs.insert().values(**row))
+            for tag in dict.fromkeys(tags):
+                conn.execute(run_tags.insert().values(run_id=run_id, tag=tag))
+        return run_id
+
+    def find_resumable_run(self, config_hash: str) -> dict[str, Any] | None:
+        """The newest unfinished run with this configuration: rerunning a command continues it."""
+        query = (
+            select(runs)
+            .where(runs.c.config_hash == config_hash, runs.c.status.in_(_RESUMABLE))
+            .order_by(runs.c.created_at.desc())
+            .limit(1)
+        )
+        with self.engine.connect() as conn:
+            row = conn.execute(query).mappings().first()
+        return dict(row) if row else None
+
+    def mark_running(self, run_id: str, **fields: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(status="running", error=None, **fields)
+            )
+
+    def finish_run(self, run_id: str, values: Iterable[MetricValue], **fields: Any) -> None:
+        with self.transaction() as conn:
+            conn.execute(metrics.delete().where(metrics.c.run_id == run_id))
+            rows = [
+                {
+                    "run_id": run_id,
+                    "name": m.name,
+                    "value": m.value,
+                    "stderr": m.stderr,
+                    "n": m.n,
+                    "higher_is_better": m.higher_is_better,
+                }
+                for m in values
+            ]
+            if rows:
+                conn.execute(metrics.insert(), rows)
+            conn.execute(
+                update(runs)
+                .where(runs.c.id == run_id)
+                .values(status="complete", finished_at=utcnow(), error=None, **fields)
+            )
+
+    def fail_run(self, run_id: str, error: str) -> None:
+        with self.transaction() as conn:
+            conn.execute(
+                update(runs).where(runs.c.id == run_id).values(status="failed", finished_at=utcnow(), error=error)
+            )
+
+    def resolve_run_id(self, ref: str) -> str:
+        """A full run id or an unambiguous prefix of one."""
+        with self.engine.connect() as conn:
+            found = conn.execute(select(runs.c.id).where(runs.c.id.startswith(ref, autoescape=True)).limit(2)).all()
+        if not found:
+            raise UserError(f"no run '{ref}' in store {self.safe_url}")
+        if len(found) > 1:
+            raise UserError(f"run id prefix '{ref}' is ambiguous; give more characters")
+        return str(found[0][0])
+
+    def get_run(self, ref: str) -> dict[str, Any]:
+        run_id = self.resolve_run_id(ref)
+        with self.engine.connect() as conn:
+            row = dict(conn.execute(select(runs).where(runs.c.id == run_id)).mappings().one())
+            row["tags"] = [t for (t,) in conn.execute(select(run_tags.c.tag).where(run_tags.c.run_id == run_id))]
+        return row
+
+    def list_runs(
+        self, limit: int = 50, suite: str | None = None, tag: str | None = None, model: str | None = None
+    ) -> list[dict[str, Any]]:
+        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        if suite:
+            query = query.where(runs.c.suite == suite)
+        if model:
+            query = query.where(runs.c.model == model)
+        if tag:
+            query = query.where(runs.c.id.in_(select(run_tags.c.run_id).where(run_tags.c.tag == tag)))
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(metrics).where(metrics.c.run_id == run_id).order_by(metrics.c.name))
+            return [dict(r) for r in rows.mappings()]
+
+    # ---- samples ----------------------------------------------------------------------------
+
+    def stored_sample_ids(self, run_id: str) -> set[str]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(samples.c.sample_id).where(samples.c.run_id == run_id))
+            return {r[0] for r in rows}
+
+    def run_samples(self, run_id: str, offset: int = 0, limit: int | None = None) -> list[dict[str, Any]]:
+        query = select(samples).where(samples.c.run_id == run_id).order_by(samples.c.position).offset(offset)
+        if limit is not None:
+            query = query.limit(limit)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
+    def count_samples(self, run_id: str) -> int:
+        with self.engine.connect() as conn:
+            return int(
+                conn.execute(select(func.count()).select_from(samples).where(samples.c.run_id == run_id)).scalar_one()
+            )
+
+    def write_batch(self, run_id: str, sample_rows: Sequence[dict[str, Any]], cache_rows: Sequence[dict[str, Any]]) -> None:
+        """Store finished samples and the new cache entries that produced them, atomically."""
+        with self.transaction() as conn:
+            self._insert_ignore(conn, completions, [{**r, "created_at": utcnow()} for r in cache_rows])
+            self._insert_ignore(conn, samples, [{**r, "run_id": run_id} for r in sample_rows])
+
+    def write_cache(self, cache_rows: Sequence[dict[str, Any]]) -> None:
+        """Store answers as soon as they arrive (before their samples are complete)."""
+        with self.transaction() as conn:
+            self._insert_ignore(conn, completions, [{**r, "created_at": utcnow()} for r in cache_rows])
+
+    def cache_lookup(self, keys: Sequence[str]) -> dict[str, dict[str, Any]]:
+        found: dict[str, dict[str, Any]] = {}
+        unique = list(dict.fromkeys(keys))
+        with self.engine.connect() as conn:
+            for start in range(0, len(unique), _CHUNK):
+                chunk = unique[start : start + _CHUNK]
+                rows = conn.execute(select(completions.c.key, completions.c.response).where(completions.c.key.in_(chunk)))
+                found.update({k: v for k, v in rows})
+        return found
+
+    @staticmethod
+    def _insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if not rows:
+            return
+        if conn.dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+            conn.execute(pg_insert(table).on_conflict_do_nothing(), list(rows))
+        else:
+            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+            conn.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows))

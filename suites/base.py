@@ -1,0 +1,99 @@
+"""The Suite contract: load samples, turn each into requests, score each answer, aggregate.
+
+Suites are typed Python (never code in YAML). A suite may need several stages of requests per
+sample (MT-Bench's second turn follows the model's first answer; a judge grades both): the runner
+calls `requests(sample, stage, prior)` for stage 0, 1, ... until it returns an empty list, caching
+and storing every answer, and then `score(sample, completions)` once.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections import defaultdict
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+from harness.config import GenerationConfig
+from harness.types import Completion, MetricSpec, MetricValue, Request, Sample, SampleScore
+
+
+class Suite(ABC):
+    """Base class. Subclasses set `name`, `version` (bump it when scoring changes) and `metrics`."""
+
+    name: ClassVar[str]
+    version: ClassVar[str]
+    metrics: ClassVar[tuple[MetricSpec, ...]]
+    #: The metric the gate and summaries lead with.
+    primary_metric: ClassVar[str]
+
+    def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
+        self.options = dict(options or {})
+        self.generation = generation or GenerationConfig()
+        self._check_options()
+
+    def _check_options(self) -> None:
+        """Reject unknown suite options (a typo must not silently become a default)."""
+        from harness.errors import ConfigError
+
+        unknown = set(self.options) - set(self.allowed_options())
+        if unknown:
+            allowed = ", ".join(sorted(self.allowed_options())) or "none"
+            raise ConfigError(f"suite '{self.name}': unknown option(s) {sorted(unknown)} (allowed: {allowed})")
+
+    def allowed_options(self) -> Sequence[str]:
+        return ()
+
+    @abstractmethod
+    def default_data(self) -> str:
+        """Path of the small sample bundled with the project (used when --data is not given)."""
+
+    @abstractmethod
+    def load(self, source: str) -> list[Sample]:
+        """Read every sample from `source`, raising DataError (file, line, field) on bad rows."""
+
+    @abstractmethod
+    def requests(self, sample: Sample, stage: int, prior: Sequence[Sequence[Completion]]) -> list[Request]:
+        """Requests for one stage; `prior` holds the answers of earlier stages. [] ends the sample."""
+
+    @abstractmethod
+    def score(self, sample: Sample, completions: Sequence[Sequence[Completion]]) -> SampleScore:
+        """Score one sample from all its answers (one list per stage)."""
+
+    def sample_input(self, sample: Sample) -> dict[str, Any]:
+        """What the store keeps as the sample's input (shown on the board, exported)."""
+        return dict(sample.data)
+
+    def spec(self, metric: str) -> MetricSpec:
+        base = metric.rsplit("/", 1)[-1]
+        for m in self.metrics:
+            if m.name in (metric, base):
+                return m
+        return MetricSpec(metric)
+
+    def aggregate(self, scores: Sequence[SampleScore]) -> list[MetricValue]:
+        """Mean and standard error of every metric, overall and per group (`group/metric`)."""
+        return mean_metrics(scores, self.spec)
+
+
+def mean_metrics(scores: Sequence[SampleScore], spec: Any) -> list[MetricValue]:
+    """Means over samples with the standard error of the mean, overall and per group."""
+    buckets: dict[str, list[float]] = defaultdict(list)
+    for s in scores:
+        for name, value in s.scores.items():
+            if value is None or (isinstance(value, float) and math.isnan(value)):
+                continue
+            buckets[name].append(float(value))
+            for group in s.groups:
+                buckets[f"{group}/{name}"].append(float(value))
+    out = []
+    for name in sorted(buckets):
+        values = buckets[name]
+        n = len(values)
+        mean = sum(values) / n
+        stderr = None
+        if n > 1:
+            var = sum((v - mean) ** 2 for v in values) / (n - 1)
+            stderr = math.sqrt(var / n)
+        out.append(MetricValue(name, mean, stderr, n, spec(name).higher_is_better))
+    return out
