@@ -129,6 +129,130 @@ completions = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# ---- fine-tuning: training runs, their per-step dynamics and checkpoints --------------------------
+
+train_runs = Table(
+    "train_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("method", String(32), nullable=False),  # lora | dora | qlora | full | half
+    Column("base_model", Text, nullable=False),
+    Column("config", JSON, nullable=False),
+    Column("config_hash", String(32), nullable=False),
+    Column("output_dir", Text),
+    Column("status", String(16), nullable=False),  # running | complete | failed | pruned
+    Column("sweep_id", String(32)),
+    Column("trial_number", Integer),
+    Column("git_revision", String(64)),
+    Column("versions", JSON, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+    Column("error", Text),
+    Index("ix_train_runs_sweep", "sweep_id"),
+)
+
+train_steps = Table(
+    "train_steps",
+    metadata,
+    Column("train_run_id", String(32), primary_key=True),
+    Column("step", Integer, primary_key=True),
+    Column("epoch", Float),
+    Column("loss", Float),
+    Column("grad_norm", Float),
+    Column("learning_rate", Float),
+    Column("tokens_per_s", Float),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+checkpoints = Table(
+    "checkpoints",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("train_run_id", String(32), nullable=False),
+    Column("step", Integer, nullable=False),
+    Column("fraction", Float),
+    Column("path", Text, nullable=False),
+    Column("kind", String(16), nullable=False),  # adapter | full
+    Column("content_hash", String(64), nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_checkpoints_run_step", "train_run_id", "step", unique=True),
+)
+
+# ---- sweeps: hyper-parameter searches that judge trials early ------------------------------------
+
+sweeps = Table(
+    "sweeps",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("name", String(256), nullable=False),
+    Column("kind", String(32), nullable=False),  # search | data-efficiency
+    Column("config", JSON, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("report", JSON),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
+sweep_trials = Table(
+    "sweep_trials",
+    metadata,
+    Column("sweep_id", String(32), primary_key=True),
+    Column("number", Integer, primary_key=True),
+    Column("params", JSON, nullable=False),
+    Column("train_run_id", String(32)),
+    Column("state", String(16), nullable=False),  # running | complete | pruned | failed
+    Column("early_score", Float),
+    Column("final_score", Float),
+    Column("early_loss", Float),
+    Column("early_grad_norm", Float),
+    Column("steps_trained", Integer),
+    Column("n_train_samples", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+# ---- monitors: drift and RAG-regression checks, their findings and alarms -------------------------
+
+monitor_runs = Table(
+    "monitor_runs",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("kind", String(32), nullable=False),  # drift-score | drift-output | drift-input | rag
+    Column("reference", Text),  # run id, run ids, or stream window
+    Column("current", Text),
+    Column("config", JSON, nullable=False),
+    Column("summary", JSON, nullable=False),
+    Column("alarm", Boolean, nullable=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Index("ix_monitor_runs_kind_created", "kind", "created_at"),
+)
+
+monitor_findings = Table(
+    "monitor_findings",
+    metadata,
+    Column("monitor_run_id", String(32), primary_key=True),
+    Column("idx", Integer, primary_key=True),
+    Column("name", String(256), nullable=False),  # e.g. "response_length", "f1 flips"
+    Column("statistic", String(64)),  # e.g. ks, chi2, psi, mmd, page-hinkley, mcnemar
+    Column("value", Float),
+    Column("p_value", Float),
+    Column("threshold", Float),
+    Column("alarm", Boolean, nullable=False),
+    Column("details", JSON, nullable=False),
+)
+
+alarms = Table(
+    "alarms",
+    metadata,
+    Column("id", String(32), primary_key=True),
+    Column("monitor_run_id", String(32), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("message", Text, nullable=False),
+    Column("payload", JSON, nullable=False),
+    Column("delivered", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
 _RESUMABLE = ("running", "failed")
 _CHUNK = 500
 
