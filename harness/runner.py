@@ -256,7 +256,13 @@ class Runner:
         roles = {r.role for r in first}
         for role in roles:
             if not self._cacheable(role):
-                self.backend(role)
+                every = [
+                    dataclasses.replace(r, sample_id=s.id, index=i)
+                    for s in pending
+                    for i, r in enumerate(suite.requests(s, 0, []))
+                    if r.role == role
+                ]
+                self.backend(role).preflight(every)
                 continue
             keys = [r.key(self.fingerprint(role)) for r in first if r.role == role]
             if len(self.store.cache_lookup(keys)) < len(set(keys)):

@@ -33,6 +33,10 @@ class Backend(ABC):
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
         """Score `continuation` after `prompt`: one Completion with `logprob` and `is_greedy` each."""
 
+    def preflight(self, requests: Sequence[Request]) -> None:  # noqa: B027 - optional hook
+        """Check, before a run is created, that these requests can be answered (a replay backend
+        verifies that every sample has an answer, so a gap is an input error, not a failed run)."""
+
     def info(self) -> dict[str, Any]:
         """Settings worth recording with a run (dtype actually used, chat template hash, device)."""
         return {}

@@ -80,6 +80,12 @@ class FileBackend(Backend):
             )
         return found[request.index]
 
+    def preflight(self, requests: Sequence[Request]) -> None:
+        missing = sorted({r.sample_id for r in requests if r.sample_id not in self.answers})
+        if missing:
+            shown = ", ".join(f"'{m}'" for m in missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise DataError(self.source, None, "id", f"no completion for {len(missing)} sample(s): {shown}")
+
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
         return [Completion(text=str(self._lookup(r).get("text", ""))) for r in requests]
 
