@@ -138,28 +138,34 @@ class Runner:
             unique: dict[str, int] = {}
             for i in idxs:
                 unique.setdefault(keys[i] if backend.cacheable else f"{i}", i)
-            todo = [requests[i] for i in unique.values()]
-            call = backend.generate if kind == "generate" else backend.loglikelihood
-            answers = call(todo)
-            if len(answers) != len(todo):
-                raise RuntimeError(f"backend '{backend.name}' returned {len(answers)} answers for {len(todo)} requests")
-            by_key = dict(zip(unique, answers, strict=True))
+            by_key = self._ask(backend, role, kind, {k: requests[i] for k, i in unique.items()})
             for i in idxs:
                 results[i] = by_key[keys[i] if backend.cacheable else f"{i}"]
+        return [r for r in results if r is not None]
+
+    def _ask(self, backend: Backend, role: str, kind: str, todo: dict[str, Request]) -> dict[str, Completion]:
+        """Call the backend one batch at a time, caching each batch's answers as soon as it returns,
+        so a crash during a long generation loses only the batch in flight."""
+        size = self._model_config(role).batch_size
+        items = list(todo.items())
+        call = backend.generate if kind == "generate" else backend.loglikelihood
+        answered: dict[str, Completion] = {}
+        for start in range(0, len(items), size):
+            chunk = items[start : start + size]
+            answers = call([r for _, r in chunk])
+            if len(answers) != len(chunk):
+                raise RuntimeError(f"backend '{backend.name}' returned {len(answers)} answers for {len(chunk)} requests")
+            batch = {k: a for (k, _), a in zip(chunk, answers, strict=True)}
+            answered.update(batch)
             if backend.cacheable:
+                fingerprint = self.fingerprint(role)
                 self.store.write_cache(
                     [
-                        {
-                            "key": k,
-                            "fingerprint": self.fingerprint(role),
-                            "kind": kind,
-                            "request": requests[unique[k]].content(),
-                            "response": a.to_json(),
-                        }
-                        for k, a in by_key.items()
+                        {"key": k, "fingerprint": fingerprint, "kind": kind, "request": todo[k].content(), "response": a.to_json()}
+                        for k, a in batch.items()
                     ]
                 )
-        return [r for r in results if r is not None]
+        return answered
 
     def _cacheable(self, role: str) -> bool:
         return self._model_config(role).backend != "file"
