@@ -48,7 +48,7 @@ def list_runs(
             return
         table = Table(title=f"runs in {store.safe_url}")
         for col in ("run", "name", "suite", "status", "samples", "created", "headline"):
-            table.add_column(col)
+            table.add_column(col, no_wrap=col in ("run", "created"))
         for s in summaries:
             head = _headline(s["suite"], s["metrics"])
             table.add_row(s["run_id"], s["name"], s["suite"], s["status"], str(s["n_samples"]),
