@@ -70,6 +70,19 @@ class SuiteConfig(_Strict):
     options: dict[str, Any] = Field(default_factory=dict, description="Suite-specific settings.")
 
 
+class RayConfig(_Strict):
+    """Scale a run out over Ray actors, each holding one backend replica (HF or vLLM)."""
+
+    address: str | None = Field(
+        None, description="None starts a local Ray instance; 'auto' or ray://HOST:10001 joins a running cluster."
+    )
+    num_actors: int = Field(2, ge=1, description="Backend replicas; each answers a share of every batch.")
+    num_cpus_per_actor: float = Field(1.0, gt=0, description="CPUs Ray reserves per replica.")
+    num_gpus_per_actor: float = Field(
+        0.0, ge=0, description="GPUs per replica (set to tensor_parallel_size for a vLLM replica spanning GPUs)."
+    )
+
+
 class RunConfig(_Strict):
     """Everything that determines a run's results (plus a name and tags, which do not)."""
 
@@ -79,6 +92,7 @@ class RunConfig(_Strict):
     generation: GenerationConfig = Field(default_factory=lambda: GenerationConfig())
     run_name: str | None = Field(None, description="Human label; defaults to model + suite.")
     tags: list[str] = Field(default_factory=list, description="Labels the gate and board select runs by.")
+    ray: RayConfig | None = Field(None, description="Distribute the model's requests over a Ray actor pool.")
 
 
 def config_hash(payload: dict[str, Any]) -> str:

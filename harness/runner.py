@@ -13,7 +13,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -25,6 +25,9 @@ from harness.errors import ConfigError
 from harness.provenance import directory_hash, git_revision, library_versions, model_identity
 from harness.store import Store
 from harness.types import Completion, MetricValue, Request, Sample, SampleScore
+
+if TYPE_CHECKING:
+    from harness.distributed import RayPool
 from suites import create_suite
 from suites.base import Suite
 
@@ -63,10 +66,13 @@ class Runner:
         backend_factory: BackendFactory = create_backend,
         show_progress: bool = True,
         commit_every: int | None = None,
+        ray_pool: RayPool | None = None,
     ) -> None:
         self.config = config
         self.store = store
         self.backend_factory = backend_factory
+        self.ray_pool = ray_pool
+        self._owns_pool = False
         self.show_progress = show_progress
         self.commit_every = commit_every or max(16, config.model.batch_size * 4)
         self._backends: dict[str, Backend] = {}
@@ -110,13 +116,28 @@ class Runner:
 
     def backend(self, role: str) -> Backend:
         if role not in self._backends:
-            self._backends[role] = self.backend_factory(self._model_config(role))
+            if role == "model" and self.config.ray is not None:
+                self._backends[role] = self._ray_backend()
+            else:
+                self._backends[role] = self.backend_factory(self._model_config(role))
         return self._backends[role]
+
+    def _ray_backend(self) -> Backend:
+        from harness.distributed import RayBackend, RayPool
+
+        if self.ray_pool is None:
+            assert self.config.ray is not None
+            self.ray_pool = RayPool(self.config.ray)
+            self._owns_pool = True
+        return RayBackend(self.config.model, self.ray_pool)
 
     def close(self) -> None:
         for b in self._backends.values():
             b.close()
         self._backends.clear()
+        if self._owns_pool and self.ray_pool is not None:
+            self.ray_pool.shutdown()
+            self.ray_pool = None
 
     # ---- answering requests -----------------------------------------------------------------
 
@@ -146,7 +167,8 @@ class Runner:
     def _ask(self, backend: Backend, role: str, kind: str, todo: dict[str, Request]) -> dict[str, Completion]:
         """Call the backend one batch at a time, caching each batch's answers as soon as it returns,
         so a crash during a long generation loses only the batch in flight."""
-        size = self._model_config(role).batch_size
+        # A pooled backend (Ray) answers one batch per replica at a time.
+        size = self._model_config(role).batch_size * getattr(backend, "parallelism", 1)
         items = list(todo.items())
         call = backend.generate if kind == "generate" else backend.loglikelihood
         answered: dict[str, Completion] = {}

@@ -12,6 +12,7 @@ from harness.commands.common import DbOption, JsonOption, err, exit_on_error, op
 from harness.config import (
     GenerationConfig,
     ModelConfig,
+    RayConfig,
     RunConfig,
     SuiteConfig,
     format_validation_error,
@@ -114,7 +115,9 @@ def render_results(results: list[SuiteResult]) -> None:
 def run(
     suites: Annotated[list[str] | None, typer.Argument(help="Suites to run, e.g. rag-extraction.", show_default=False)] = None,
     config: Annotated[str | None, typer.Option("--config", "-c", help="YAML run configuration (instead of flags).")] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model directory or hub id.")] = None,
+    model: Annotated[
+        list[str] | None, typer.Option("--model", "-m", help="Model directory or hub id (repeat for a grid of checkpoints).")
+    ] = None,
     adapter: Annotated[str | None, typer.Option(help="PEFT adapter directory applied to --model.")] = None,
     backend: Annotated[str, typer.Option(help="hf | vllm | openai | file")] = "hf",
     data: Annotated[list[str] | None, typer.Option(help="Data file (or SUITE=PATH with several suites).")] = None,
@@ -130,6 +133,12 @@ def run(
     run_name: Annotated[str | None, typer.Option(help="Human label for the run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable); the gate selects by tag.")] = None,
     option: Annotated[list[str] | None, typer.Option(help="Suite option KEY=VALUE (repeatable).")] = None,
+    ray: Annotated[bool, typer.Option("--ray", help="Spread requests over a pool of Ray actors.")] = False,
+    ray_address: Annotated[
+        str | None, typer.Option(help="Ray cluster to join ('auto', ray://HOST:10001); default starts a local one.")
+    ] = None,
+    ray_actors: Annotated[int, typer.Option(min=1, help="Backend replicas in the Ray pool.")] = 2,
+    ray_gpus_per_actor: Annotated[float, typer.Option(min=0.0, help="GPUs reserved per replica.")] = 0.0,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -139,22 +148,43 @@ def run(
         if config:
             if suites:
                 raise ConfigError("give suites either on the command line or in --config, not both")
-            run_config = load_run_config(config)
+            configs = [load_run_config(config)]
         else:
             if not suites:
                 raise ConfigError("name at least one suite, e.g. harness run rag-extraction --model DIR")
-            run_config = build_config(
-                suites, model, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
-                max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
-            )
-        store = open_store(db)
-        try:
-            runner = Runner(run_config, store, show_progress=not (no_progress or json_output))
-            results = runner.run()
-        finally:
-            store.close()
+            configs = [
+                build_config(
+                    suites, m, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
+                    max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
+                )
+                for m in (model or [None])  # type: ignore[list-item]
+            ]
+        if ray or ray_address:
+            ray_config = RayConfig(address=ray_address, num_actors=ray_actors, num_gpus_per_actor=ray_gpus_per_actor)
+            configs = [c.model_copy(update={"ray": ray_config}) for c in configs]
+        results = _run_all(configs, db, show_progress=not (no_progress or json_output))
         if json_output:
             print_json({"runs": [r.to_json() for r in results]})
         else:
             render_results(results)
-            err.print(f"stored in {store.safe_url}")
+
+
+def _run_all(configs: list[RunConfig], db: str | None, show_progress: bool) -> list[SuiteResult]:
+    """Run every (model, suite) cell; with Ray, one actor pool serves the whole grid."""
+    store = open_store(db)
+    pool = None
+    try:
+        ray_config = configs[0].ray
+        if ray_config is not None and len(configs) > 1:
+            from harness.distributed import RayPool
+
+            pool = RayPool(ray_config)
+        results: list[SuiteResult] = []
+        for cfg in configs:
+            results.extend(Runner(cfg, store, show_progress=show_progress, ray_pool=pool).run())
+        err.print(f"stored in {store.safe_url}")
+        return results
+    finally:
+        if pool is not None:
+            pool.shutdown()
+        store.close()
