@@ -337,6 +337,10 @@ def _suite_checks(store: Store, policy: GatePolicy, suite: str, rule: SuiteRule 
             checks.append(Check(suite, metric, "undecided", "the runs disagree on whether higher is better", r))
             continue
         pairs = metric_pairs(pairing, metric)
+        if pairs.baseline.size == 0 and pairs.n_unscored == 0:
+            checks.append(Check(suite, metric, "undecided", f"metric '{metric}' has no per-sample scores to pair (an aggregate "
+                                "such as a macro average cannot be gated; gate its per-sample metric)", r))
+            continue
         hib = bool(row_b["higher_is_better"])
         check = judge_metric(r, pairs.baseline, pairs.candidate, hib, policy.defaults, pairs.n_unscored)
         if check.comparison is not None and top > 0:

@@ -213,3 +213,21 @@ def test_bootstrap_is_seeded_and_validates_input() -> None:
         stats.bootstrap_mean_ci([1.0, float("nan")])
     with pytest.raises(ValueError, match="equal lengths"):
         stats.paired_bootstrap([1.0, 2.0], [1.0])
+
+
+@pytest.mark.parametrize("kind", ["uniform", "skewed", "f1-like"])
+def test_binned_path_agrees_with_exact_index_resampling(kind: str) -> None:
+    """The large-data method (exact multinomial over 64 quantile bins + normal within-bin sums)
+    gives the same interval as exact index resampling, including on skewed data."""
+    rng = np.random.default_rng(6)
+    x = {
+        "uniform": rng.uniform(size=3000) - rng.uniform(size=3000),
+        "skewed": rng.exponential(size=3000),
+        "f1-like": np.round(rng.beta(2, 5, 3000) * 40) / 40 - np.round(rng.beta(2, 5, 3000) * 50) / 50,
+    }[kind]
+    binned = stats._binned_means(x, 5_000, np.random.default_rng(0))
+    exact = stats._index_means(x, 5_000, np.random.default_rng(1))
+    assert binned.std() == pytest.approx(x.std() / math.sqrt(x.size), rel=0.03)
+    assert binned.std() == pytest.approx(exact.std(), rel=0.04)
+    half = 1.96 * x.std() / math.sqrt(x.size)
+    np.testing.assert_allclose(np.quantile(binned, [0.025, 0.975]), np.quantile(exact, [0.025, 0.975]), atol=0.08 * half)
