@@ -369,8 +369,12 @@ class RunComparison:
             "suite": self.suite,
             "baseline_run": self.baseline_run,
             "candidate_run": self.candidate_run,
-            "pairing": {k: v for k, v in self.pairing.to_json().items() if k == "paired"}
-            | {k: len(v) for k, v in self.pairing.to_json().items() if k != "paired"},
+            "pairing": {
+                "paired": len(self.pairing.common),
+                "only_baseline": len(self.pairing.only_baseline),
+                "only_candidate": len(self.pairing.only_candidate),
+                "input_mismatch": len(self.pairing.input_mismatch),
+            },
             "metrics": [m.to_json() for m in self.metrics],
             "worst_metric": self.worst_metric,
             "worst_regressions": [w.to_json() for w in self.worst],
@@ -469,7 +473,15 @@ def to_markdown(comparisons: Sequence[RunComparison], problems: Sequence[str] = 
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _md_quote(text: str, limit: int = 160) -> str:
+def shorten(text: str, limit: int = 200) -> str:
+    """One line of at most `limit` characters keeping both ends: prompts put the instructions first
+    and the question last, and a reader needs the question."""
     text = " ".join(text.split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return "`" + text.replace("`", "'") + "`"
+    if len(text) <= limit:
+        return text
+    head = limit // 3
+    return text[:head] + " … " + text[-(limit - head - 3) :]
+
+
+def _md_quote(text: str, limit: int = 200) -> str:
+    return "`" + shorten(text, limit).replace("`", "'") + "`"

@@ -31,6 +31,7 @@ from harness.compare import (
     metric_pairs,
     pair_runs,
     primary_metric,
+    shorten,
     worst_regressions,
 )
 from harness.errors import ConfigError, UserError
@@ -444,10 +445,8 @@ def to_markdown(report: GateReport) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _quote(text: str, limit: int = 160) -> str:
-    text = " ".join(text.split())
-    text = text if len(text) <= limit else text[: limit - 1] + "…"
-    return "`" + text.replace("`", "'") + "`"
+def _quote(text: str, limit: int = 200) -> str:
+    return "`" + shorten(text, limit).replace("`", "'") + "`"
 
 
 def to_junit(report: GateReport) -> str:

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from harness.commands.common import DbOption, JsonOption, err, exit_on_error, open_store, out, print_json
-from harness.compare import RunComparison, compare_runs
+from harness.compare import RunComparison, compare_runs, shorten
 from harness.compare import to_markdown as compare_markdown
 from harness.gate import GateReport, load_policy, run_gate, to_junit, to_markdown
 from harness.refs import resolve_ref
@@ -68,8 +68,8 @@ def _print_comparison(r: RunComparison) -> None:
     if r.worst:
         out.print(f"[bold]worst regressions on {r.worst_metric}[/]")
         for w in r.worst:
-            out.print(f"  [bold]{w.sample_id}[/] worse by {w.worse_by:.4g}\n    prompt:    {w.prompt[:200]!r}\n"
-                      f"    baseline:  {w.baseline_completion[:200]!r}\n    candidate: {w.candidate_completion[:200]!r}",
+            out.print(f"  [bold]{w.sample_id}[/] worse by {w.worse_by:.4g}\n    prompt:    {shorten(w.prompt)!r}\n"
+                      f"    baseline:  {shorten(w.baseline_completion)!r}\n    candidate: {shorten(w.candidate_completion)!r}",
                       highlight=False)
 
 
