@@ -189,6 +189,13 @@ class Check:
         c = self.comparison
         return bool(c is not None and self.status == "pass" and c.worse_by > self.rule.max_drop)
 
+    @property
+    def too_small(self) -> bool:
+        """The minimum detectable effect exceeds a non-zero tolerance: drops the policy means to
+        catch would usually pass. The suite is too small to gate on at this tolerance."""
+        c = self.comparison
+        return bool(c is not None and c.mde is not None and self.rule.max_drop > 0 and c.mde > self.rule.max_drop)
+
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {
             "suite": self.suite,
@@ -198,6 +205,7 @@ class Check:
             "rule": self.rule.to_json(),
             "p_adjusted": self.p_adjusted,
             "underpowered": self.underpowered,
+            "too_small": self.too_small,
         }
         if self.comparison:
             out |= {"comparison": self.comparison.to_json(), "drop": self.comparison.worse_by}
@@ -434,6 +442,13 @@ def to_markdown(report: GateReport) -> str:
         else:
             row = [c.metric, "–", "–", "–", f"{c.rule.max_drop:g}", "–", "–", "–", "–"]
         lines.append("| " + " | ".join([_ICON[c.status], c.suite, *row, _cell(f"{c.status}: {c.reason}")]) + " |")
+    for c in report.checks:
+        if c.comparison is not None and c.comparison.mde is not None and (c.too_small or c.underpowered):
+            lines.append(
+                f"\n- ⚠️ {c.suite} / {c.metric}: with {c.comparison.n} samples only drops of about "
+                f"{c.comparison.mde:.4g} or more are reliably detected (tolerance {c.rule.max_drop:g}); "
+                "smaller real drops would usually pass. Add samples to gate on this suite."
+            )
     for p in report.problems + report.notes:
         lines.append(f"\n- {_cell(p)}")
     for c in report.checks:

@@ -19,11 +19,11 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.config import ModelConfig, RunConfig, SuiteConfig
 from harness.errors import ConfigError, UserError
-from harness.gate import Defaults, GatePolicy, Rule, decide, judge_metric, load_policy, run_gate
+from harness.gate import Defaults, GatePolicy, GateReport, Rule, decide, judge_metric, load_policy, run_gate, to_markdown
 from harness.refs import resolve_ref
 from harness.runner import Runner
 from harness.store import Store
-from tests.conftest import FakeBackend
+from tests.conftest import SHARED_DATA, FakeBackend
 
 cli = CliRunner()
 
@@ -374,6 +374,11 @@ def test_small_drop_on_50_samples_is_not_significant_and_reports_its_mde() -> No
     assert check.comparison.mde is not None and check.comparison.mde > 0.005
     assert f"minimum detectable effect {check.comparison.mde:.4g}" in check.reason
     assert check.underpowered
+    text = to_markdown(GateReport(None, None, "base", "cand", [check]))
+    assert f"only drops of about {check.comparison.mde:.4g} or more are reliably detected" in text
+    tolerant = Rule("sim", "f1", max_drop=0.01, alpha=0.05, min_samples=30, test="auto", required=True)
+    (loose,) = decide([judge_metric(tolerant, base, cand, True, FAST)])
+    assert loose.status == "pass" and loose.too_small and not loose.underpowered
 
 
 def test_holm_correction_across_metrics_changes_the_verdict() -> None:
@@ -387,3 +392,39 @@ def test_holm_correction_across_metrics_changes_the_verdict() -> None:
     together = decide([judge_metric(rule, base, cand, True, FAST), same, same])
     assert alone[0].status == "fail"
     assert together[0].status == "pass" and together[0].p_adjusted == pytest.approx(3 * alone[0].p_adjusted)
+
+
+# ---- acceptance: real SQuAD 2.0 questions ---------------------------------------------------------
+
+SQUAD = SHARED_DATA / "rag" / "squad_v2_dev_subset.json"
+
+
+@pytest.mark.acceptance
+@pytest.mark.skipif(not SQUAD.is_file(), reason=f"real SQuAD 2.0 subset not found at {SQUAD} (shared data absent)")
+def test_gate_on_real_squad_questions(tmp_path: Path, db: tuple[str, Store]) -> None:
+    """1,407 real questions: a perfect reader vs the same reader abstaining on every 10th answerable question."""
+    from suites.rag_extraction import RagExtractionSuite
+
+    url, store = db
+    questions = RagExtractionSuite().load(str(SQUAD))
+    answerable = [s.id for s in questions if s.data["answers"]]
+    dropped = set(answerable[::10])
+
+    def answers(path: Path, skip: set[str]) -> Path:
+        with path.open("w", encoding="utf-8") as fh:
+            for s in questions:
+                text = s.data["answers"][0] if s.data["answers"] and s.id not in skip else "unanswerable"
+                fh.write(json.dumps({"id": s.id, "completion": text}) + "\n")
+        return path
+
+    perfect = answers(tmp_path / "perfect.jsonl", set())
+    make_run(store, SQUAD, perfect, ["main"])
+    make_run(store, SQUAD, perfect, ["same"])
+    make_run(store, SQUAD, answers(tmp_path / "worse.jsonl", dropped), ["pr"])
+    code, report = gate_cli(url, "--baseline", "main", "--candidate", "same")
+    assert code == 0 and report["checks"][0]["comparison"]["n"] == len(questions)
+    code, report = gate_cli(url, "--baseline", "main", "--candidate", "pr")
+    assert code == 1
+    comp = report["checks"][0]["comparison"]
+    assert comp["flips"]["regressed"] == len(dropped)
+    assert comp["delta"] == pytest.approx(-len(dropped) / len(questions), abs=1e-9)
