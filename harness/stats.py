@@ -27,6 +27,25 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 from scipy import stats as _sps
 
+__all__ = [
+    "Alternative",
+    "Interval",
+    "PairedMethod",
+    "TestResult",
+    "bootstrap_mean_ci",
+    "bootstrap_means",
+    "holm",
+    "is_binary",
+    "mcnemar_exact",
+    "mcnemar_from_counts",
+    "minimum_detectable_effect",
+    "paired_bootstrap",
+    "paired_sd",
+    "paired_test",
+    "sign_test",
+    "wilcoxon_signed_rank",
+]
+
 Alternative = Literal["two-sided", "less", "greater"]
 PairedMethod = Literal["auto", "mcnemar", "wilcoxon", "sign"]
 
