@@ -18,11 +18,15 @@ from typer.testing import CliRunner
 
 from harness.cli import app
 from harness.config import ModelConfig, RunConfig, SuiteConfig
+from harness.datafiles import read_jsonl
 from harness.errors import ConfigError, UserError
 from harness.gate import Defaults, GatePolicy, GateReport, Rule, decide, judge_metric, load_policy, run_gate, to_markdown
 from harness.refs import resolve_ref
 from harness.runner import Runner
 from harness.store import Store
+from harness.types import Completion, MetricSpec, Request, Sample, SampleScore
+from suites import SUITES
+from suites.base import Suite
 from tests.conftest import SHARED_DATA, FakeBackend
 
 cli = CliRunner()
@@ -300,6 +304,71 @@ def test_gate_on_postgres(tmp_path: Path, pg_url: str) -> None:
         assert report.exit_code == 1 and report.checks[0].metric == "f1"
     finally:
         store.close()
+
+
+# ---- several suites under one tag: a graded suite (Wilcoxon path) next to rag-extraction ----------
+
+
+class GradedSuite(Suite):
+    """A test suite whose per-sample score is a 1-10 rating read from the completion (like a judge's)."""
+
+    name = "graded-test"
+    version = "1"
+    primary_metric = "rating"
+    metrics = (MetricSpec("rating", True, "1-10 rating"),)
+
+    def default_data(self) -> str:
+        raise NotImplementedError
+
+    def load(self, source: str) -> list[Sample]:
+        return [Sample(str(row["id"]), row, f"{source}:{line}") for line, row in read_jsonl(source)]
+
+    def requests(self, sample: Sample, stage: int, prior: Sequence[Sequence[Completion]]) -> list[Request]:
+        return [] if stage else [Request(kind="generate", prompt=str(sample.data["prompt"]))]
+
+    def score(self, sample: Sample, completions: Sequence[Sequence[Completion]]) -> SampleScore:
+        return SampleScore(sample.id, {"rating": float(completions[0][0].text)})
+
+
+def make_graded_run(store: Store, tmp_path: Path, name: str, ratings: np.ndarray, tags: Sequence[str]) -> str:
+    data = tmp_path / "graded.jsonl"
+    data.write_text("".join(json.dumps({"id": f"g{i}", "prompt": f"Rate thing {i}"}) + "\n" for i in range(len(ratings))))
+    answers = tmp_path / f"{name}.jsonl"
+    answers.write_text("".join(json.dumps({"id": f"g{i}", "completion": str(int(r))}) + "\n" for i, r in enumerate(ratings)))
+    config = RunConfig(suites=[SuiteConfig(name="graded-test", data=str(data))],
+                       model=ModelConfig(backend="file", completions=str(answers)), tags=list(tags))
+    (result,) = Runner(config, store, show_progress=False).run()
+    return result.run_id
+
+
+def test_a_tag_selects_one_run_per_suite_and_graded_scores_use_wilcoxon(
+    tmp_path: Path, db: tuple[str, Store], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(SUITES, "graded-test", "tests.test_gate:GradedSuite")
+    url, store = db
+    rng = np.random.default_rng(8)
+    quality = rng.uniform(3, 8, 300)
+    base = np.clip(np.round(quality + rng.normal(0, 1, 300)), 1, 10)
+    worse = np.clip(base - (rng.uniform(size=300) < 0.3), 1, 10)  # 30% of answers lose a point
+    data = write_data(tmp_path / "d.jsonl", 100)
+    rag = write_answers(tmp_path / "a.jsonl", [True] * 100)
+    make_run(store, data, rag, ["main", "pr", "pr-missing"])
+    make_graded_run(store, tmp_path, "base", base, ["main"])
+    make_graded_run(store, tmp_path, "worse", worse, ["pr"])
+
+    code, report = gate_cli(url, "--baseline", "main", "--candidate", "pr")
+    assert set(report["baseline"]["runs"]) == {"rag-extraction", "graded-test"}
+    checks = {c["suite"]: c for c in report["checks"]}
+    assert checks["rag-extraction"]["status"] == "pass"
+    graded = checks["graded-test"]
+    assert graded["metric"] == "rating" and graded["status"] == "fail"
+    assert graded["comparison"]["test"]["method"] == "wilcoxon"
+    assert graded["p_adjusted"] == pytest.approx(min(1.0, 2 * graded["comparison"]["p_value"]))  # Holm over 2 checks
+    assert code == 1
+
+    code, report = gate_cli(url, "--baseline", "main", "--candidate", "pr-missing")
+    assert code == 2
+    assert {c["suite"]: c["reason"] for c in report["checks"]}["graded-test"] == "suite missing from the candidate"
 
 
 # ---- compare --------------------------------------------------------------------------------------
