@@ -384,11 +384,13 @@ class RunComparison:
 
 def primary_metric(suite: str, available: Sequence[str]) -> str | None:
     """The suite's declared headline metric when it is available, else the first available one."""
+    from harness.errors import ConfigError
+
     try:
         from suites import suite_class
 
         primary = suite_class(suite).primary_metric
-    except Exception:  # an unknown or unloadable suite still compares on its stored metrics
+    except (ConfigError, ImportError, AttributeError):  # an unregistered suite still compares on its stored metrics
         primary = None
     if primary in available:
         return primary

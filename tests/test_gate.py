@@ -370,6 +370,12 @@ def test_a_tag_selects_one_run_per_suite_and_graded_scores_use_wilcoxon(
     assert code == 2
     assert {c["suite"]: c["reason"] for c in report["checks"]}["graded-test"] == "suite missing from the candidate"
 
+    make_graded_run(store, tmp_path, "again", base, ["only-graded"])
+    res = cli.invoke(app, ["compare", "pr-missing", "only-graded", "--db", url])
+    assert res.exit_code == 2 and "no suite in common" in res.stderr
+    res = cli.invoke(app, ["compare", "main", "pr", "--db", url, "--json"])
+    assert [c["suite"] for c in json.loads(res.stdout)["comparisons"]] == ["graded-test", "rag-extraction"]
+
 
 # ---- compare --------------------------------------------------------------------------------------
 

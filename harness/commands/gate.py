@@ -12,6 +12,7 @@ from rich.table import Table
 from harness.commands.common import DbOption, JsonOption, err, exit_on_error, open_store, out, print_json
 from harness.compare import RunComparison, compare_runs, shorten
 from harness.compare import to_markdown as compare_markdown
+from harness.errors import UserError
 from harness.gate import GateReport, load_policy, run_gate, to_junit, to_markdown
 from harness.refs import resolve_ref
 
@@ -40,6 +41,8 @@ def compare(
             ]
         finally:
             store.close()
+        if not results:
+            raise UserError(f"'{baseline}' and '{candidate}' have no suite in common ({'; '.join(problems)})")
         if json_output:
             print_json({"baseline": base_sel.to_json(), "candidate": cand_sel.to_json(),
                         "comparisons": [r.to_json() for r in results], "problems": problems})
