@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import tempfile
 import time
 from pathlib import Path
@@ -42,6 +43,7 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=24)
     parser.add_argument("--max-new-tokens", type=int, default=32)
     parser.add_argument("--model", type=Path, default=None)
+    parser.add_argument("--repeats", type=int, default=3, help="timed repetitions; the median is reported")
     args = parser.parse_args()
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     model = args.model or make_tiny_model(Path(tempfile.gettempdir()) / "harness-bench-tiny")
@@ -52,10 +54,12 @@ def main() -> None:
     for actors in (1, 2):
         pool = RayPool(RayConfig(num_actors=actors))
         timed_run(model, actors, 4, args.max_new_tokens, pool)  # load the model in every replica
-        seconds = timed_run(model, actors, args.samples, args.max_new_tokens, pool)
+        seconds = statistics.median(
+            timed_run(model, actors, args.samples, args.max_new_tokens, pool) for _ in range(args.repeats)
+        )
         pool.shutdown()
         results[actors] = args.samples / seconds
-        print(f"{actors} actor(s): {seconds:.2f} s, {results[actors]:.2f} samples/s")
+        print(f"{actors} actor(s): median {seconds:.2f} s over {args.repeats} runs, {results[actors]:.2f} samples/s")
     ray.shutdown()
     print(f"ratio 2 actors / 1 actor: {results[2] / results[1]:.2f}x throughput")
 
