@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from harness.commands.models import models_app
+from harness.commands.monitor import monitor_app
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
 
@@ -20,6 +21,7 @@ app.command("run")(run)
 app.command("export")(export)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(monitor_app, name="monitor")
 
 
 def main() -> None:

