@@ -28,7 +28,8 @@ class Embedder(Protocol):
 
     def fit(self, texts: Sequence[str]) -> Embedder: ...
 
-    def transform(self, texts: Sequence[str]) -> FloatArray: ...
+    def transform(self, texts: Sequence[str]) -> Any: ...
+    """Rows are texts: a dense array or a scipy sparse matrix."""
 
 
 def minilm_available() -> bool:
@@ -66,34 +67,28 @@ class MiniLMEmbedder:
 
 
 class TfidfEmbedder:
-    """TF-IDF (word 1-2 grams, sublinear tf) reduced by truncated SVD to at most `dims` dimensions, L2-normalised."""
+    """L2-normalised TF-IDF vectors (word 1-2 grams, sublinear tf), kept sparse: the MMD kernel needs
+    only inner products, and k-means accepts sparse input."""
 
     name = "tfidf"
 
-    def __init__(self, dims: int = 128, seed: int = 0) -> None:
-        self.dims = dims
-        self.seed = seed
+    def __init__(self) -> None:
         self._vectorizer: Any = None
-        self._svd: Any = None
 
     def fit(self, texts: Sequence[str]) -> TfidfEmbedder:
-        from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
-        self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, min_df=1)
-        matrix = self._vectorizer.fit_transform(list(texts))
-        components = min(self.dims, matrix.shape[1] - 1, matrix.shape[0] - 1)
-        self._svd = TruncatedSVD(components, random_state=self.seed).fit(matrix) if components >= 2 else None
+        self._vectorizer = TfidfVectorizer(ngram_range=(1, 2), sublinear_tf=True, token_pattern=r"(?u)\b\w+\b")
+        try:
+            self._vectorizer.fit(list(texts))
+        except ValueError:  # no word at all in any text (e.g. every response empty)
+            self._vectorizer = TfidfVectorizer(analyzer="char", ngram_range=(1, 1)).fit([*texts, " "])
         return self
 
-    def transform(self, texts: Sequence[str]) -> FloatArray:
+    def transform(self, texts: Sequence[str]) -> Any:
         if self._vectorizer is None:
             raise RuntimeError("TfidfEmbedder.transform before fit")
-        matrix = self._vectorizer.transform(list(texts))
-        dense = self._svd.transform(matrix) if self._svd is not None else matrix.toarray()
-        dense = np.asarray(dense, dtype=np.float64)
-        norms = np.linalg.norm(dense, axis=1, keepdims=True)
-        return dense / np.where(norms == 0, 1.0, norms)
+        return self._vectorizer.transform(list(texts))
 
 
 def make_embedder(config: EmbeddingConfig) -> Embedder:
@@ -107,4 +102,4 @@ def make_embedder(config: EmbeddingConfig) -> Embedder:
         import sklearn  # noqa: F401
     except ImportError:
         raise ConfigError("drift monitors need scikit-learn: pip install 'harness-eval[monitors]'") from None
-    return TfidfEmbedder(seed=config.seed)
+    return TfidfEmbedder()

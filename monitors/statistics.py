@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import jensenshannon
 
@@ -81,10 +83,12 @@ def bin_counts(values: Sequence[float], edges: FloatArray) -> NDArray[np.int64]:
     return np.bincount(idx, minlength=len(edges) + 1).astype(np.int64)
 
 
-def squared_distances(x: FloatArray) -> FloatArray:
-    """Pairwise squared Euclidean distances of the rows of `x` (clipped at 0 against rounding)."""
-    norms = np.einsum("ij,ij->i", x, x)
-    d2 = norms[:, None] + norms[None, :] - 2.0 * (x @ x.T)
+def squared_distances(x: Any) -> FloatArray:
+    """Pairwise squared Euclidean distances of the rows of `x`, dense or scipy-sparse (clipped at 0 against rounding)."""
+    gram = (x @ x.T).toarray() if sp.issparse(x) else np.asarray(x @ x.T)
+    gram = gram.astype(np.float64)
+    norms = np.diag(gram).copy()
+    d2 = norms[:, None] + norms[None, :] - 2.0 * gram
     np.maximum(d2, 0.0, out=d2)
     return d2
 
@@ -97,18 +101,18 @@ class PermutationResult:
     permutations: int
 
 
-def mmd_permutation_test(x: FloatArray, y: FloatArray, permutations: int, rng: np.random.Generator) -> PermutationResult:
+def mmd_permutation_test(x: Any, y: Any, permutations: int, rng: np.random.Generator) -> PermutationResult:
     """Unbiased MMD² with a Gaussian kernel (bandwidth: median pairwise distance of the pooled sample)
     and a permutation p-value, (1 + #{null >= observed}) / (1 + permutations).
 
     All permutations are evaluated at once: with indicator columns A, sum_{i,j in X} K_ij = colsum(A * KA).
     """
-    n, m = len(x), len(y)
+    n, m = x.shape[0], y.shape[0]
     if n < 2 or m < 2:
         raise ValueError("MMD needs at least two samples on each side")
-    z = np.vstack([x, y]).astype(np.float64)
+    z = sp.vstack([x, y]).tocsr() if sp.issparse(x) else np.vstack([x, y]).astype(np.float64)
     d2 = squared_distances(z)
-    upper = d2[np.triu_indices(len(z), k=1)]
+    upper = d2[np.triu_indices(n + m, k=1)]
     positive = upper[upper > 0]
     bandwidth2 = float(np.median(positive)) if len(positive) else 1.0
     kernel = np.exp(-d2 / bandwidth2)
@@ -131,7 +135,7 @@ def mmd_permutation_test(x: FloatArray, y: FloatArray, permutations: int, rng: n
     return PermutationResult(observed, p, float(null.mean()), permutations)
 
 
-def js_permutation_test(counts: NDArray[np.float64], is_x: NDArray[np.bool_], permutations: int,
+def js_permutation_test(counts: Any, is_x: NDArray[np.bool_], permutations: int,
                         rng: np.random.Generator) -> PermutationResult:
     """Jensen-Shannon distance (base 2, in [0, 1]) between the pooled token distributions of two groups
     of documents, with a permutation p-value over document labels. `counts` is documents x vocabulary.
