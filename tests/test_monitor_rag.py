@@ -27,6 +27,11 @@ pytestmark = [
 cli = CliRunner()
 
 
+def flat(text: str) -> str:
+    """Rich wraps long lines at the terminal width; compare messages with whitespace collapsed."""
+    return " ".join(text.split())
+
+
 def _wrong_span(context: str, golds: list[str]) -> str:
     """A word of the context sharing no token with any gold answer: supported, but EM = F1 = 0."""
     gold_tokens = {t for g in golds for t in normalize_answer(g).split()}
@@ -144,9 +149,9 @@ def test_cli_rag_exit_codes_json_and_stored_alarms(plan: Plan, tmp_path: Path, s
     assert ok.exit_code == 0, ok.output
     assert "worst regressions" not in ok.output
     text = cli.invoke(app, ["monitor", "rag", "--baseline", base, "--candidate", cand, "--db", sqlite_url])
-    assert text.exit_code == 1 and "REGRESSION" in text.output and "worst regressions" in text.output
+    assert text.exit_code == 1 and "REGRESSION" in flat(text.output) and "worst regressions" in flat(text.output)
     missing = cli.invoke(app, ["monitor", "rag", "--baseline", "nope", "--candidate", cand, "--db", sqlite_url])
-    assert missing.exit_code == 2 and "no run 'nope'" in missing.output
+    assert missing.exit_code == 2 and "no run 'nope'" in flat(missing.output)
 
 
 @pytest.mark.postgres
