@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from harness.errors import UserError
 from monitors.config import EmbeddingConfig, MonitorConfig, OutputDriftConfig, ScoreDriftConfig
-from monitors.embed import make_embedder
+from monitors.embed import make_embedder, require_sklearn
 from monitors.results import Finding, MonitorResult
 from monitors.statistics import (
     bin_counts,
@@ -154,6 +154,7 @@ def output_drift(
 def output_findings(
     reference: Sequence[str], current: Sequence[str], cfg: OutputDriftConfig, emb: EmbeddingConfig, prefix: str = ""
 ) -> list[Finding]:
+    require_sklearn()
     if len(reference) < 2 or len(current) < 2:
         raise UserError(f"output drift needs at least 2 responses per side (got {len(reference)} and {len(current)})")
     rng = np.random.default_rng(emb.seed)
@@ -238,6 +239,7 @@ class LogWindow:
 def input_drift(reference: LogWindow, current: LogWindow, config: MonitorConfig) -> MonitorResult:
     """PSI over prompt length, language and topic clusters, and prompt-embedding MMD; plus output
     drift on the responses when both windows carry enough of them."""
+    require_sklearn()
     cfg, emb = config.input, config.embedding
     for window in (reference, current):
         if len(window.prompts) < cfg.min_samples:

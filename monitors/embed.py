@@ -98,8 +98,11 @@ def make_embedder(config: EmbeddingConfig) -> Embedder:
         choice = "minilm" if minilm_available() else "tfidf"
     if choice == "minilm":
         return MiniLMEmbedder(config.batch_size)
-    try:
-        import sklearn  # noqa: F401
-    except ImportError:
-        raise ConfigError("drift monitors need scikit-learn: pip install 'harness-eval[monitors]'") from None
+    require_sklearn()
     return TfidfEmbedder()
+
+
+def require_sklearn() -> None:
+    """Drift checks need scikit-learn (TF-IDF, token counts, k-means): say which extra, not a traceback."""
+    if importlib.util.find_spec("sklearn") is None:
+        raise ConfigError("drift monitors need scikit-learn: pip install 'harness-eval[monitors]'")

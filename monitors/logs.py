@@ -108,8 +108,11 @@ def features(prompt: str) -> dict[str, Any]:
 
 
 def ingest(store: Store, path: str, stream: str, ts_field: str = "ts", prompt_field: str = "prompt",
-           response_field: str = "response") -> IngestReport:
+           response_field: str = "response", show_progress: bool = False) -> IngestReport:
     """Validate the whole file first, then store new lines in chunks (one transaction each)."""
+    from rich.console import Console
+    from rich.progress import Progress
+
     if not stream.strip():
         raise UserError("--stream must not be empty")
     records = read_logs(path, ts_field, prompt_field, response_field)
@@ -121,14 +124,18 @@ def ingest(store: Store, path: str, stream: str, ts_field: str = "ts", prompt_fi
     keys = list(rows)
     inserted = 0
     now = utcnow()
-    for start in range(0, len(keys), _CHUNK):
-        chunk = keys[start : start + _CHUNK]
-        with store.transaction() as conn:
-            existing = {k for (k,) in conn.execute(select(prompt_logs.c.key).where(prompt_logs.c.key.in_(chunk)))}
-            new = [{**rows[k], "features": features(rows[k]["prompt"]), "ingested_at": now} for k in chunk if k not in existing]
-            if new:
-                conn.execute(prompt_logs.insert(), new)
-            inserted += len(new)
+    with Progress(console=Console(stderr=True), disable=not show_progress) as progress:
+        task = progress.add_task(f"ingest {stream}", total=len(keys))
+        for start in range(0, len(keys), _CHUNK):
+            chunk = keys[start : start + _CHUNK]
+            with store.transaction() as conn:
+                existing = {k for (k,) in conn.execute(select(prompt_logs.c.key).where(prompt_logs.c.key.in_(chunk)))}
+                new = [{**rows[k], "features": features(rows[k]["prompt"]), "ingested_at": now}
+                       for k in chunk if k not in existing]
+                if new:
+                    conn.execute(prompt_logs.insert(), new)
+                inserted += len(new)
+            progress.advance(task, len(chunk))
     times = [r.ts for r in records]
     return IngestReport(stream, len(records), inserted, len(records) - inserted, min(times), max(times))
 

@@ -250,3 +250,42 @@ def test_input_drift_explicit_windows_and_too_small_window(tmp_path: Path, sqlit
     assert unknown.exit_code == 2 and "no prompt logs for stream 'nope'" in flat(unknown.output)
     bad = cli.invoke(app, ["monitor", "drift", "inputs", "--stream", "s", "--window", "7 days", "--db", sqlite_url])
     assert bad.exit_code == 2 and "window '7 days'" in flat(bad.output)
+
+
+# ---- output drift between two stored runs (runner + file backend, bundled sample) ----------------
+
+
+def _file_run(store: Store, tmp_path: Path, name: str, answer: object) -> str:
+    from harness.config import ModelConfig, RunConfig, SuiteConfig
+    from harness.runner import Runner
+    from suites.rag_extraction import RagExtractionSuite
+
+    suite = RagExtractionSuite()
+    samples = suite.load(suite.default_data())
+    path = tmp_path / f"{name}.jsonl"
+    path.write_text("".join(json.dumps({"id": s.id, "completion": answer(s)}) + "\n" for s in samples), encoding="utf-8")  # type: ignore[operator]
+    config = RunConfig(suites=[SuiteConfig(name="rag-extraction")], model=ModelConfig(backend="file", completions=str(path)),
+                       run_name=name)
+    (result,) = Runner(config, store, show_progress=False).run()
+    return result.run_id
+
+
+def test_cli_drift_outputs_between_two_runs(tmp_path: Path, sqlite_url: str) -> None:
+    store = Store(sqlite_url)
+    terse = _file_run(store, tmp_path, "terse", lambda s: (s.data["answers"] or ["unanswerable"])[0])
+    terse2 = _file_run(store, tmp_path, "terse2", lambda s: (s.data["answers"] or ["unanswerable"])[0] + ".")
+    refusing = _file_run(store, tmp_path, "refusing",
+                         lambda s: "I'm sorry, but I cannot answer questions about documents like this one, as it may be unsafe.")
+    store.close()
+    drift = cli.invoke(app, ["monitor", "drift", "outputs", "--reference", terse, "--current", refusing, "--embedder", "tfidf",
+                             "--db", sqlite_url, "--json"])
+    assert drift.exit_code == 1, drift.output
+    payload = json.loads(drift.stdout)
+    alarmed = {f["name"] for f in payload["findings"] if f["alarm"]}
+    assert {"response_length", "refusal_rate"} <= alarmed
+    refusal = next(f for f in payload["findings"] if f["name"] == "refusal_rate")
+    assert refusal["details"]["reference_rate"] == 0.0 and refusal["details"]["current_rate"] == 1.0
+    same = cli.invoke(app, ["monitor", "drift", "outputs", "--reference", terse, "--current", terse2, "--embedder", "tfidf",
+                            "--db", sqlite_url])
+    assert same.exit_code == 0, same.output
+    assert "drift-output" in same.output

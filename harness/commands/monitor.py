@@ -205,7 +205,7 @@ def ingest(
 
         store = open_store(db)
         try:
-            report = ingest_logs(store, logs, stream, ts_field, prompt_field, response_field)
+            report = ingest_logs(store, logs, stream, ts_field, prompt_field, response_field, show_progress=not json_output)
         finally:
             store.close()
         if json_output:
