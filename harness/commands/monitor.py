@@ -89,8 +89,9 @@ def _render(result: MonitorResult, monitor_run_id: str) -> None:
         for col in ("sample", "question", "gold", "baseline", "candidate", "why"):
             wt.add_column(col, overflow="fold")
         for w in worst:
-            wt.add_row(w["sample_id"], w["question"][:80], " | ".join(w["gold"])[:40], w["baseline"][:40],
-                       w["candidate"][:40], ", ".join(w["reasons"]) or f"f1 {w['f1_baseline']:.2f}->{w['f1_candidate']:.2f}")
+            gold = " | ".join(g for g in w["gold"] if g) or "(unanswerable)"
+            wt.add_row(w["sample_id"], w["question"][:80], gold[:40], (w["baseline"] or "(abstained)")[:40],
+                       (w["candidate"] or "(abstained)")[:40], ", ".join(w["reasons"]) or f"f1 {w['f1_baseline']:.2f}->{w['f1_candidate']:.2f}")
         out.print(wt)
 
 
