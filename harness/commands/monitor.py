@@ -90,8 +90,9 @@ def _render(result: MonitorResult, monitor_run_id: str) -> None:
             wt.add_column(col, overflow="fold")
         for w in worst:
             gold = " | ".join(g for g in w["gold"] if g) or "(unanswerable)"
+            why = ", ".join(w["reasons"]) or f"f1 {w['f1_baseline']:.2f}->{w['f1_candidate']:.2f}"
             wt.add_row(w["sample_id"], w["question"][:80], gold[:40], (w["baseline"] or "(abstained)")[:40],
-                       (w["candidate"] or "(abstained)")[:40], ", ".join(w["reasons"]) or f"f1 {w['f1_baseline']:.2f}->{w['f1_candidate']:.2f}")
+                       (w["candidate"] or "(abstained)")[:40], why)
         out.print(wt)
 
 
