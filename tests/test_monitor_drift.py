@@ -289,3 +289,43 @@ def test_cli_drift_outputs_between_two_runs(tmp_path: Path, sqlite_url: str) -> 
                             "--db", sqlite_url])
     assert same.exit_code == 0, same.output
     assert "drift-output" in same.output
+
+
+def test_score_series_of_a_training_run_is_ordered_by_step(sqlite_url: str) -> None:
+    from sqlalchemy import update
+
+    from harness.store import runs
+
+    store = Store(sqlite_url)
+    steps = [400, 100, 700, 200, 600, 300, 500, 800]  # created out of order (a backfill)
+    for step in steps:
+        run_id = store.create_run(_record(f"s{step}"))
+        with store.transaction() as conn:
+            conn.execute(update(runs).where(runs.c.id == run_id).values(train_run_id="t1", step=step))
+        value = 0.8 if step <= 600 else 0.6  # the last two checkpoints collapse
+        store.finish_run(run_id, [MetricValue("f1", value, 0.01, 500, True)])
+    store.close()
+    result = cli.invoke(app, ["monitor", "drift", "scores", "--train-run", "t1", "--db", sqlite_url, "--json"])
+    assert result.exit_code == 1, result.output
+    finding = json.loads(result.stdout)["findings"][0]
+    assert finding["details"]["labels"] == [f"step {s}" for s in sorted(steps)]
+    assert finding["details"]["change_run"] == finding["details"]["runs"][6]
+
+
+@pytest.mark.slow
+def test_input_drift_false_alarm_rate_over_seeded_windows() -> None:
+    from monitors.drift import LogWindow, input_drift
+    from monitors.logs import features
+
+    base = {"cooking": 1.0, "travel": 1.0, "code": 1.0}
+    config = MonitorConfig(embedding=EmbeddingConfig(backend="tfidf", permutations=400, max_samples=200))
+
+    def window(rng: np.random.Generator, label: str) -> LogWindow:
+        prompts = tuple(_prompt(rng, base, 0.05, 0) for _ in range(200))
+        return LogWindow(label, prompts, tuple(features(p) for p in prompts), (None,) * len(prompts))
+
+    alarms = 0
+    for seed in range(10):
+        rng = np.random.default_rng(500 + seed)
+        alarms += int(input_drift(window(rng, "ref"), window(rng, "cur"), config).alarm)
+    assert alarms <= 1  # family-wise alpha 0.01 per check: expected 0.1 of 10

@@ -6,6 +6,7 @@ a scheduled job can page someone; `--webhook URL` also POSTs each alarm as JSON.
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Annotated, Any
 
 import typer
@@ -123,7 +124,13 @@ def drift_scores(
             raise UserError("no complete runs match the selection")
         names = metric or [default_metric(str(rows[0]["suite"]))]
         series, higher = metric_series(store, rows, names)
-        _finish(store, score_drift(series, higher, cfg.score), cfg, json_output)
+        result = score_drift(series, higher, cfg.score)
+        data = {str(r["data_hash"] or r["data_source"]) for r in rows}
+        if len(data) > 1:
+            warning = f"the {len(rows)} runs used {len(data)} different data sets: score changes may be data changes"
+            err.print(f"[yellow]warning:[/] {warning}")
+            result = dataclasses.replace(result, summary={**result.summary, "warning": warning})
+        _finish(store, result, cfg, json_output)
 
 
 @drift_app.command("outputs")
