@@ -20,7 +20,7 @@ from scipy import stats as sps
 
 from harness.errors import UserError
 from monitors.config import EmbeddingConfig, MonitorConfig, OutputDriftConfig, ScoreDriftConfig
-from monitors.embed import make_embedder, require_sklearn
+from monitors.embed import Embedder, MiniLMEmbedder, make_embedder, require_sklearn
 from monitors.results import Finding, MonitorResult
 from monitors.statistics import (
     bin_counts,
@@ -271,12 +271,17 @@ def input_drift(reference: LogWindow, current: LogWindow, config: MonitorConfig)
     ref_vec = topic_embedder.transform(ref_s)
     k = min(cfg.topic_clusters, len(ref_s))
     kmeans = KMeans(n_clusters=k, n_init=4, random_state=emb.seed).fit(ref_vec)
+    cur_vec = topic_embedder.transform(cur_s)
     ref_topics = np.bincount(kmeans.labels_, minlength=k)
-    cur_topics = np.bincount(kmeans.predict(topic_embedder.transform(cur_s)), minlength=k)
+    cur_topics = np.bincount(kmeans.predict(cur_vec), minlength=k)
     raw.append(_psi_finding("topic", ref_topics, cur_topics, {"clusters": k, "embedder": topic_embedder.name}))
 
-    pooled_embedder = make_embedder(emb).fit(ref_s + cur_s)
-    vectors = pooled_embedder.transform(ref_s + cur_s)
+    if isinstance(topic_embedder, MiniLMEmbedder):  # not fitted to the data: reuse the vectors
+        pooled_embedder: Embedder = topic_embedder
+        vectors = np.vstack([ref_vec, cur_vec])
+    else:  # fit on the pooled windows so the permutation test stays exchangeable
+        pooled_embedder = make_embedder(emb).fit(ref_s + cur_s)
+        vectors = pooled_embedder.transform(ref_s + cur_s)
     mmd = mmd_permutation_test(vectors[: len(ref_s)], vectors[len(ref_s) :], emb.permutations, rng)
     raw.append(("prompt_embedding", "mmd", mmd.statistic, mmd.p_value,
                 {"embedder": pooled_embedder.name, "null_mean": mmd.null_mean, "permutations": emb.permutations}))

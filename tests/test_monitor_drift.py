@@ -154,6 +154,19 @@ def test_output_drift_with_minilm_embeddings() -> None:
     same = output_drift(_responses(rng, 80), _responses(rng, 80), config, "a", "b")
     assert not next(f for f in same.findings if f.name == "embedding").alarm
 
+    # input drift with MiniLM topics and MMD: prompts move from cooking/travel to code
+    from monitors.drift import LogWindow, input_drift
+    from monitors.logs import features
+
+    def window(topics: dict[str, float], label: str) -> LogWindow:
+        prompts = tuple(_prompt(rng, topics, 0.0, 0) for _ in range(80))
+        return LogWindow(label, prompts, tuple(features(p) for p in prompts), (None,) * len(prompts))
+
+    drifted = input_drift(window({"cooking": 1.0, "travel": 1.0}, "ref"), window({"code": 1.0}, "cur"), config)
+    by_name = {f.name: f for f in drifted.findings}
+    assert by_name["topic"].alarm and by_name["prompt_embedding"].alarm
+    assert by_name["prompt_embedding"].details["embedder"] == "all-MiniLM-L6-v2"
+
 
 def test_permutations_too_few_for_alpha_is_a_config_error() -> None:
     with pytest.raises(ValueError, match="cannot reach alpha"):

