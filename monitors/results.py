@@ -86,7 +86,7 @@ def save_result(store: Store, result: MonitorResult) -> tuple[str, list[dict[str
         conn.execute(
             monitor_runs.insert().values(
                 id=run_id, kind=result.kind, reference=result.reference, current=result.current,
-                config=dict(result.config), summary=_jsonable(result.summary), alarm=result.alarm, created_at=now,
+                config=_jsonable(result.config), summary=_jsonable(result.summary), alarm=result.alarm, created_at=now,
             )
         )
         rows = [

@@ -165,3 +165,5 @@ def test_rag_monitor_results_on_postgresql(plan: Plan, tmp_path: Path, pg_url: s
     alarms = cli.invoke(app, ["monitor", "alarms", "--db", pg_url, "--json"])
     assert alarms.exit_code == 0
     assert {a["kind"] for a in json.loads(alarms.stdout)["alarms"]} == {"rag"}
+    pending = cli.invoke(app, ["monitor", "alarms", "--undelivered", "--db", pg_url, "--json"])
+    assert pending.exit_code == 0 and len(json.loads(pending.stdout)["alarms"]) == len(json.loads(alarms.stdout)["alarms"])
