@@ -6,6 +6,7 @@ import typer
 
 from harness.commands.gate import compare, gate
 from harness.commands.models import models_app
+from harness.commands.monitor import monitor_app
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
 
@@ -23,6 +24,7 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.command("compare")(compare)
 app.command("gate")(gate)
+app.add_typer(monitor_app, name="monitor")
 
 
 def main() -> None:

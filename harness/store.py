@@ -253,6 +253,22 @@ alarms = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# ---- monitors: production prompt logs, ingested by stream and time for input-drift windows ---------
+
+prompt_logs = Table(
+    "prompt_logs",
+    metadata,
+    Column("key", String(64), primary_key=True),  # sha256 of stream, ts, prompt, response: re-ingesting is a no-op
+    Column("stream", String(128), nullable=False),
+    Column("ts", DateTime(timezone=True), nullable=False),  # UTC
+    Column("prompt", Text, nullable=False),
+    Column("response", Text),
+    Column("features", JSON, nullable=False),  # n_chars, n_words, language (computed once at ingest)
+    Column("source", Text, nullable=False),  # file:line it came from
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+    Index("ix_prompt_logs_stream_ts", "stream", "ts"),
+)
+
 _RESUMABLE = ("running", "failed")
 _CHUNK = 500
 
