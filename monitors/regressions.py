@@ -18,6 +18,7 @@ import numpy as np
 from scipy import stats as sps
 
 from harness.errors import UserError
+from harness.stats import mcnemar_from_counts
 from harness.store import Store
 from monitors.config import RagRegressionConfig
 from monitors.results import Finding, MonitorResult
@@ -95,8 +96,9 @@ class _Flips:
 
     def mcnemar_p(self) -> float:
         """Exact one-sided McNemar: are losses more likely than gains among the discordant pairs?"""
-        b, c = len(self.losses), len(self.gains)
-        return 1.0 if b + c == 0 else float(sps.binomtest(b, b + c, 0.5, alternative="greater").pvalue)
+        if not self.losses and not self.gains:
+            return 1.0
+        return mcnemar_from_counts(len(self.losses), len(self.gains), alternative="less").p_value
 
 
 def _flips(pairs: Sequence[Paired], good: Callable[[Mapping[str, Any]], bool]) -> _Flips:

@@ -17,6 +17,8 @@ import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from scipy.spatial.distance import jensenshannon
 
+from harness.stats import holm as stats_holm
+
 FloatArray = NDArray[np.float64]
 
 
@@ -52,14 +54,11 @@ def lower_cusum(z: Sequence[float], k: float, h: float) -> CusumResult:
 
 
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
-    """Holm-Bonferroni adjusted p-values (step-down, monotone); None entries are left out and kept None."""
-    indexed = [(p, i) for i, p in enumerate(p_values) if p is not None]
-    m = len(indexed)
+    """Holm-adjusted p-values (harness.stats.holm) where None entries (tests not run) stay None."""
+    present = [i for i, p in enumerate(p_values) if p is not None]
     adjusted: list[float | None] = [None] * len(p_values)
-    running = 0.0
-    for rank, (p, i) in enumerate(sorted(indexed)):
-        running = max(running, min(1.0, (m - rank) * p))
-        adjusted[i] = running
+    for i, value in zip(present, stats_holm([float(p_values[i] or 0.0) for i in present]), strict=True):
+        adjusted[i] = float(value)
     return adjusted
 
 
