@@ -23,7 +23,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from harness.datafiles import read_jsonl
 from harness.errors import ConfigError, DataError
@@ -120,7 +120,7 @@ class MTBenchSuite(Suite):
     name = "mtbench"
     version = "1.0"
     primary_metric = "score"
-    metrics: tuple[MetricSpec, ...] = (
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("score", True, "judge rating 1-10, mean over valid judgments of both turns"),
         MetricSpec("judge_invalid_rate", False, "share of judgments without a usable rating (excluded from scores)"),
         MetricSpec("judge_invalid_count", False, "judgments without a usable rating"),
@@ -313,7 +313,7 @@ class MTBenchPairwiseSuite(MTBenchSuite):
     name = "mtbench-pairwise"
     version = "1.0"
     primary_metric = "win_rate_adjusted"
-    metrics: tuple[MetricSpec, ...] = (
+    metrics: ClassVar[tuple[MetricSpec, ...]] = (
         MetricSpec("win_rate_adjusted", True, "(wins + ties/2) / valid comparisons, the model against the baseline"),
         MetricSpec("win_rate", True, "share of valid comparisons the model wins"),
         MetricSpec("loss_rate", False, "share of valid comparisons the baseline wins"),
