@@ -5,8 +5,10 @@ from __future__ import annotations
 import typer
 
 from harness.commands.models import models_app
+from harness.commands.rescore import rescore
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
+from harness.commands.safety import safety_app
 
 app = typer.Typer(
     name="harness",
@@ -20,6 +22,8 @@ app.command("run")(run)
 app.command("export")(export)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.command("rescore")(rescore)
+app.add_typer(safety_app, name="safety")
 
 
 def main() -> None:
