@@ -8,7 +8,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import pytest
@@ -196,7 +196,7 @@ def answers_jsonl(model: str, target: Path) -> str:
     return str(target)
 
 
-def _factory(judge: Backend):  # noqa: ANN202 - test helper
+def _factory(judge: Backend) -> Callable[[ModelConfig], Backend]:
     def make(cfg: ModelConfig) -> Backend:
         return judge if (cfg.path or "").startswith("judge") else create_backend(cfg)
     return make
