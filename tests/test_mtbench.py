@@ -151,7 +151,7 @@ def test_cli_bad_input_exits_2_and_stores_nothing(tmp_path: Path, tiny_model: Pa
     result = CliRunner().invoke(app, ["run", "mtbench", "--model", str(tiny_model), "--judge-model", str(tiny_model),
                                       "--data", data, "--db", db])
     assert result.exit_code == 2
-    assert "line 2, field 'turns'" in result.output
+    assert "line 2, field 'turns'" in " ".join(result.output.split())
     assert "Traceback" not in result.output
     store = Store(db)
     assert store.list_runs() == []
