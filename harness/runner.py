@@ -229,6 +229,8 @@ class Runner:
         samples = suite.load(source)
         if suite_cfg.limit is not None:
             samples = samples[: suite_cfg.limit]
+        for role in sorted(suite.roles()):
+            self._model_config(role)  # a missing judge fails here, before any run row exists
         digest, record = self._run_record(suite, suite_cfg, source, len(samples))
 
         existing = self.store.find_resumable_run(digest)

@@ -49,6 +49,11 @@ class Suite(ABC):
     def allowed_options(self) -> Sequence[str]:
         return ()
 
+    def roles(self) -> set[str]:
+        """Backends this suite will ask ("model", "judge"): checked before a run is created, so a
+        missing judge is a configuration error, not a run that fails after its first stage."""
+        return {"model"}
+
     def identity(self) -> dict[str, Any]:
         """Content hashes of side files the options point at (reference answers, judge prompts).
 

@@ -145,6 +145,9 @@ class MTBenchSuite(Suite):
     def default_data(self) -> str:
         return str(DATA_DIR / "mtbench_sample.jsonl")
 
+    def roles(self) -> set[str]:
+        return {"model", "judge"}
+
     def identity(self) -> dict[str, Any]:
         """Content of the side files, so editing references or prompts never resumes a stale run."""
         refs = self.options.get("references")
@@ -332,10 +335,13 @@ class MTBenchPairwiseSuite(MTBenchSuite):
         if not self.options.get("baseline"):
             raise ConfigError("mtbench-pairwise needs --option baseline=run:RUN_ID (or a JSONL of answers)")
         self.baseline = str(self.options["baseline"])
+        self._baseline_run: str | None = None
 
     def identity(self) -> dict[str, Any]:
         ident = super().identity()
-        if not self.baseline.startswith("run:") and Path(self.baseline).is_file():
+        if self._baseline_run is not None:
+            ident["baseline_run"] = self._baseline_run  # the full id, however the option abbreviated it
+        elif Path(self.baseline).is_file():
             ident["baseline"] = directory_hash(self.baseline)
         return ident
 
@@ -356,6 +362,9 @@ class MTBenchPairwiseSuite(MTBenchSuite):
             run = self.store.get_run(self.baseline[4:])
             if run["suite"] not in ("mtbench", "mtbench-pairwise"):
                 raise ConfigError(f"baseline run {run['id']} is a '{run['suite']}' run, not mtbench")
+            if run["status"] != "complete":
+                raise ConfigError(f"baseline run {run['id']} is {run['status']}: finish it first")
+            self._baseline_run = run["id"]
             answers = {}
             for row in self.store.run_samples(run["id"]):
                 stages = row["completions"]

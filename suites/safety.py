@@ -117,6 +117,9 @@ class SafetySuite(Suite):
             raise ConfigError(f"option {key}={raw!r}: must be at least 1")
         return value
 
+    def roles(self) -> set[str]:
+        return {"model", "judge"} if self.detector == "judge" else {"model"}
+
     def default_data(self) -> str:
         return str(DATA_DIR / "safety_sample.jsonl")
 

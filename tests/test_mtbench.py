@@ -156,8 +156,12 @@ def test_cli_bad_input_exits_2_and_stores_nothing(tmp_path: Path, tiny_model: Pa
     store = Store(db)
     assert store.list_runs() == []
     store.close()
-    missing_judge = CliRunner().invoke(app, ["run", "mtbench", "--model", str(tiny_model), "--data", data, "--db", db])
-    assert missing_judge.exit_code == 2
+    good = _write(tmp_path / "good.jsonl", [GOOD])
+    missing_judge = CliRunner().invoke(app, ["run", "mtbench", "--model", str(tiny_model), "--data", good, "--db", db])
+    assert missing_judge.exit_code == 2 and "needs a judge" in missing_judge.output
+    store = Store(db)
+    assert store.list_runs() == []
+    store.close()
 
 
 # ---- judging published answers through the file backend -----------------------------------------

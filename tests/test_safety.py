@@ -202,6 +202,13 @@ def test_bad_data_through_cli_stores_nothing(tmp_path: Path) -> None:
     store = Store(db)
     assert store.list_runs() == []
     store.close()
+    data.write_text("id,prompt,label\n1,hello,safe\n2,bye,unsafe\n", encoding="utf-8")
+    no_judge = CliRunner().invoke(app, ["run", "safety", "--data", str(data), "--backend", "file", "--completions",
+                                        str(answers), "--option", "detector=judge", "--db", db])
+    assert no_judge.exit_code == 2 and "needs a judge" in no_judge.output
+    store = Store(db)
+    assert store.list_runs() == []
+    store.close()
     missing = CliRunner().invoke(app, ["safety", "classify", str(data), "--completion-column", "answer"])
     assert missing.exit_code == 2 and "field 'answer'" in " ".join(missing.output.split())
 
