@@ -20,11 +20,12 @@ from __future__ import annotations
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.config import GenerationConfig
 from harness.datafiles import read_jsonl
 from harness.errors import ConfigError, DataError
 from harness.provenance import directory_hash
@@ -131,7 +132,7 @@ class MTBenchSuite(Suite):
     def allowed_options(self) -> Sequence[str]:
         return ("references", "judge_prompts", "max_new_tokens", "judge_max_new_tokens", "temperature")
 
-    def __init__(self, options: dict[str, Any] | None = None, generation: Any = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
         self.max_new_tokens = _number(self.options, "max_new_tokens", 1024, int, 1)
         self.judge_max_new_tokens = _number(self.options, "judge_max_new_tokens", 1024, int, 1)
@@ -330,7 +331,7 @@ class MTBenchPairwiseSuite(MTBenchSuite):
     def allowed_options(self) -> Sequence[str]:
         return (*super().allowed_options(), "baseline")
 
-    def __init__(self, options: dict[str, Any] | None = None, generation: Any = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
         if not self.options.get("baseline"):
             raise ConfigError("mtbench-pairwise needs --option baseline=run:RUN_ID (or a JSONL of answers)")

@@ -12,10 +12,11 @@ evidence, so a surprising rate can be audited row by row.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
 
+from harness.config import GenerationConfig
 from harness.datafiles import read_csv, read_jsonl
 from harness.errors import ConfigError, DataError
 from harness.refusal import Label, RefusalVerdict, classify
@@ -96,7 +97,7 @@ class SafetySuite(Suite):
         return ("detector", "prompt_column", "label_column", "category_column", "default_label",
                 "max_new_tokens", "judge_max_new_tokens")
 
-    def __init__(self, options: dict[str, Any] | None = None, generation: Any = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
         self.detector = str(self.options.get("detector", "patterns"))
         if self.detector not in ("patterns", "judge"):

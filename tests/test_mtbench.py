@@ -273,7 +273,8 @@ def test_judges_published_answers_through_file_backend(tmp_path: Path, store: St
 
 @needs_data
 @pytest.mark.acceptance
-def test_file_judge_and_rescore_through_cli(tmp_path: Path) -> None:
+@pytest.mark.parametrize("database", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_file_judge_and_rescore_through_cli(tmp_path: Path, database: str, request: pytest.FixtureRequest) -> None:
     """A judge that is itself a file of answers (turns, then judgments), then `harness rescore`."""
     answers = json.loads("[" + ",".join(Path(answers_jsonl("gpt-4", tmp_path / "a.jsonl")).read_text().splitlines()) + "]")
     judged = tmp_path / "judged.jsonl"
@@ -281,7 +282,7 @@ def test_file_judge_and_rescore_through_cli(tmp_path: Path) -> None:
         for i, row in enumerate(answers):
             judgments = ["Rating: [[8]]", "[[9]]"] if i % 10 else ["Rating: [[11]]", "no idea"]
             fh.write(json.dumps({"id": row["id"], "completion": [*row["completion"], *judgments]}) + "\n")
-    db = str(tmp_path / "h.db")
+    db = str(tmp_path / "h.db") if database == "sqlite" else request.getfixturevalue("pg_url")
     args = ["run", "mtbench", "--data", str(MT / "question.jsonl"), "--backend", "file", "--completions", str(judged),
             "--judge-backend", "file", "--judge-completions", str(judged), "--option",
             f"references={MT / 'reference_answer_gpt-4.jsonl'}", "--db", db, "--json"]
