@@ -7,8 +7,10 @@ import typer
 from harness.commands.gate import compare, gate
 from harness.commands.models import models_app
 from harness.commands.monitor import monitor_app
+from harness.commands.rescore import rescore
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
+from harness.commands.safety import safety_app
 
 app = typer.Typer(
     name="harness",
@@ -25,6 +27,8 @@ app.add_typer(models_app, name="models")
 app.command("compare")(compare)
 app.command("gate")(gate)
 app.add_typer(monitor_app, name="monitor")
+app.command("rescore")(rescore)
+app.add_typer(safety_app, name="safety")
 
 
 def main() -> None:

@@ -116,10 +116,15 @@ class Runner:
 
     def backend(self, role: str) -> Backend:
         if role not in self._backends:
-            if role == "model" and self.config.ray is not None:
+            cfg = self._model_config(role)
+            # A judge that is the model itself shares the loaded backend instead of loading it twice.
+            same = [b for r, b in self._backends.items() if self._model_config(r) == cfg]
+            if same:
+                self._backends[role] = same[0]
+            elif role == "model" and self.config.ray is not None:
                 self._backends[role] = self._ray_backend()
             else:
-                self._backends[role] = self.backend_factory(self._model_config(role))
+                self._backends[role] = self.backend_factory(cfg)
         return self._backends[role]
 
     def _ray_backend(self) -> Backend:
@@ -215,6 +220,8 @@ class Runner:
             "judge": judge_fp,
             "generation": self.config.generation.model_dump(),
         }
+        if suite.identity():
+            determining["suite_identity"] = suite.identity()
         digest = config_hash(determining)
         record = {
             "name": self.config.run_name or f"{Path(model.path or model.completions or 'model').name}:{suite.name}",
@@ -232,6 +239,7 @@ class Runner:
                 "model": model.model_dump(exclude={"options"}),
                 "judge": self.config.judge.model_dump(exclude={"options"}) if self.config.judge else None,
                 "judge_fingerprint": judge_fp,
+                "suite_identity": suite.identity(),
             },
             "config_hash": digest,
             "fingerprint": self.fingerprint("model"),
@@ -246,10 +254,13 @@ class Runner:
 
     def run_suite(self, suite_cfg: SuiteConfig) -> SuiteResult:
         suite = create_suite(suite_cfg.name, suite_cfg.options, self.config.generation)
+        suite.store = self.store
         source = suite_cfg.data or suite.default_data()
         samples = suite.load(source)
         if suite_cfg.limit is not None:
             samples = samples[: suite_cfg.limit]
+        for role in sorted(suite.roles()):
+            self._model_config(role)  # a missing judge fails here, before any run row exists
         digest, record = self._run_record(suite, suite_cfg, source, len(samples))
 
         existing = self.store.find_resumable_run(digest)

@@ -11,6 +11,9 @@ from suites.base import Suite
 
 SUITES: dict[str, str] = {
     "rag-extraction": "suites.rag_extraction:RagExtractionSuite",
+    "mtbench": "suites.mtbench:MTBenchSuite",
+    "mtbench-pairwise": "suites.mtbench:MTBenchPairwiseSuite",
+    "safety": "suites.safety:SafetySuite",
 }
 
 

@@ -12,10 +12,13 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.config import GenerationConfig
 from harness.types import Completion, MetricSpec, MetricValue, Request, Sample, SampleScore
+
+if TYPE_CHECKING:
+    from harness.store import Store
 
 
 class Suite(ABC):
@@ -26,6 +29,8 @@ class Suite(ABC):
     metrics: ClassVar[tuple[MetricSpec, ...]]
     #: The metric the gate and summaries lead with.
     primary_metric: ClassVar[str]
+    #: The run's store, bound by the runner before `load` (a suite comparing against a stored run reads it).
+    store: Store | None = None
 
     def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         self.options = dict(options or {})
@@ -43,6 +48,18 @@ class Suite(ABC):
 
     def allowed_options(self) -> Sequence[str]:
         return ()
+
+    def roles(self) -> set[str]:
+        """Backends this suite will ask ("model", "judge"): checked before a run is created, so a
+        missing judge is a configuration error, not a run that fails after its first stage."""
+        return {"model"}
+
+    def identity(self) -> dict[str, Any]:
+        """Content hashes of side files the options point at (reference answers, judge prompts).
+
+        The runner adds them to the run's identity, so editing such a file never resumes a stale run.
+        """
+        return {}
 
     @abstractmethod
     def default_data(self) -> str:

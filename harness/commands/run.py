@@ -66,6 +66,7 @@ def build_config(
     tags: list[str],
     options: list[str],
     db: str | None,
+    judge: ModelConfig | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
@@ -90,12 +91,42 @@ def build_config(
                 completions=completions,
                 options=model_options,
             ),
+            judge=judge,
             generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
             run_name=run_name,
             tags=tags,
         )
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc)) from None
+
+
+def build_judge(
+    model: str | None,
+    backend: str | None,
+    completions: str | None,
+    options: list[str],
+    dtype: str,
+    device: str,
+    batch_size: int,
+    db: str | None,
+) -> ModelConfig | None:
+    """The backend answering requests with role "judge" (MT-Bench grading, the safety judge)."""
+    if not (model or backend or completions or options):
+        return None
+    backend = backend or ("file" if completions and not model else "hf")
+    judge_options = _parse_options(options)
+    if backend == "file":
+        if not completions:
+            raise ConfigError("--judge-backend file needs --judge-completions FILE.jsonl or run:RUN_ID")
+        if completions.startswith("run:"):
+            judge_options["db"] = resolve_db_url(db)
+    elif not model:
+        raise ConfigError("--judge-model is required (except with --judge-backend file)")
+    try:
+        return ModelConfig(path=model, backend=backend, completions=completions, dtype=dtype,  # type: ignore[arg-type]
+                           device=device, batch_size=batch_size, options=judge_options)
+    except ValidationError as exc:
+        raise ConfigError("judge: " + format_validation_error(exc)) from None
 
 
 def render_results(results: list[SuiteResult]) -> None:
@@ -139,6 +170,14 @@ def run(
     ] = None,
     ray_actors: Annotated[int, typer.Option(min=1, help="Backend replicas in the Ray pool.")] = 2,
     ray_gpus_per_actor: Annotated[float, typer.Option(min=0.0, help="GPUs reserved per replica.")] = 0.0,
+    judge_model: Annotated[str | None, typer.Option(help="Judge model directory or hub id (mtbench, safety).")] = None,
+    judge_backend: Annotated[str | None, typer.Option(help="Judge backend: hf | vllm | openai | file (default hf).")] = None,
+    judge_completions: Annotated[
+        str | None, typer.Option(help="Judge file backend: JSONL of {id, completion} or run:RUN_ID.")
+    ] = None,
+    judge_option: Annotated[
+        list[str] | None, typer.Option(help="Judge backend option KEY=VALUE (repeatable), e.g. base_url=URL.")
+    ] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -152,10 +191,12 @@ def run(
         else:
             if not suites:
                 raise ConfigError("name at least one suite, e.g. harness run rag-extraction --model DIR")
+            judge = build_judge(judge_model, judge_backend, judge_completions, judge_option or [], dtype, device,
+                                batch_size, db)
             configs = [
                 build_config(
                     suites, m, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
-                    max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
+                    max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db, judge,
                 )
                 for m in (model or [None])  # type: ignore[list-item]
             ]
