@@ -286,6 +286,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def safe_url(url: str) -> str:
+    """A store URL fit for messages and logs: any password hidden."""
+    return make_url(normalise_url(url)).render_as_string(hide_password=True)
+
+
 def _make_engine(url: str, read_only: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
@@ -341,7 +346,7 @@ class Store:
     @property
     def safe_url(self) -> str:
         """The URL with any password hidden, for messages and logs."""
-        return make_url(self.url).render_as_string(hide_password=True)
+        return safe_url(self.url)
 
     @property
     def is_sqlite(self) -> bool:

@@ -21,6 +21,7 @@ from harness.config import (
 )
 from harness.errors import ConfigError
 from harness.runner import Runner, SuiteResult
+from harness.store import safe_url
 
 
 def _parse_data(values: list[str], suites: list[str]) -> dict[str, str]:
@@ -208,6 +209,7 @@ def run(
             print_json({"runs": [r.to_json() for r in results]})
         else:
             render_results(results)
+            err.print(f"stored in {safe_url(resolve_db_url(db))}")
 
 
 def _run_all(configs: list[RunConfig], db: str | None, show_progress: bool) -> list[SuiteResult]:
@@ -223,7 +225,6 @@ def _run_all(configs: list[RunConfig], db: str | None, show_progress: bool) -> l
         results: list[SuiteResult] = []
         for cfg in configs:
             results.extend(Runner(cfg, store, show_progress=show_progress, ray_pool=pool).run())
-        err.print(f"stored in {store.safe_url}")
         return results
     finally:
         if pool is not None:
