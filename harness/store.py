@@ -253,6 +253,17 @@ alarms = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# ---- board: indexes behind its paginated, sorted reads (no new columns) ----------------------------
+# The leaderboard sorts all runs by time, the checkpoints page finds a training run's evaluations,
+# and the drift page lists alarms newest first; without these each would scan its whole table.
+
+Index("ix_runs_created", runs.c.created_at)
+Index("ix_runs_train_step", runs.c.train_run_id, runs.c.step)
+Index("ix_metrics_name_value", metrics.c.name, metrics.c.value)
+Index("ix_alarms_created", alarms.c.created_at)
+Index("ix_train_runs_created", train_runs.c.created_at)
+Index("ix_sweeps_created", sweeps.c.created_at)
+
 _RESUMABLE = ("running", "failed")
 _CHUNK = 500
 

@@ -1,0 +1,64 @@
+"""Leaderboard: runs x metrics, filtered by model, tag, suite and date, sorted, linked to each run."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboards import charts, queries, ui
+
+PAGE_SIZE = 50
+
+st.title("Leaderboard")
+store = ui.store()
+options = queries.filter_options(store)
+if not options["suite"]:
+    ui.empty("runs", "`harness run SUITE --model M` stores one.")
+    st.stop()
+
+c1, c2, c3, c4 = st.columns(4)
+suite = c1.selectbox("suite", [None, *options["suite"]], format_func=lambda v: "any" if v is None else v)
+model = c2.selectbox("model", [None, *options["model"]], format_func=lambda v: "any" if v is None else v)
+tag = c3.selectbox("tag", [None, *options["tag"]], format_func=lambda v: "any" if v is None else v)
+status = c4.selectbox("status", [None, *options["status"]], format_func=lambda v: "any" if v is None else v)
+d1, d2, d3, d4 = st.columns(4)
+since = d1.date_input("from", value=None)
+until = d2.date_input("until", value=None)
+filters = queries.RunFilter(suite=suite, model=model, tag=tag, since=since, until=until, status=status)
+
+sort_by = d3.selectbox("sort by", ["created_at", "name", "model", "suite", "status", "n_samples",
+                                   *queries.metric_names(store, filters)])
+descending = d4.toggle("descending", value=True)
+
+table = st.container()
+offset = ui.pager("leaderboard_page", queries.count_runs(store, filters), PAGE_SIZE)
+page = queries.leaderboard(store, filters, sort_by=sort_by, descending=descending, offset=offset, limit=PAGE_SIZE)
+if page.total == 0:
+    table.warning("No run matches these filters.")
+    st.stop()
+
+frame = page.frame.copy()
+frame.insert(0, "open", [f"./run?run={r}" for r in frame["run_id"]])
+metric_columns = [c for c in frame.columns if c.startswith("metric:")]
+headline = queries.headline_metric(suite or str(frame["suite"].iloc[0]), [c.removeprefix("metric:") for c in metric_columns])
+with table:
+    st.dataframe(
+        frame,
+        hide_index=True,
+        width="stretch",
+        column_config={
+            "open": st.column_config.LinkColumn("open", display_text="open run"),
+            "run_id": st.column_config.TextColumn("run"),
+            "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+            **{c: st.column_config.NumberColumn(c.removeprefix("metric:"), format="%.4f") for c in metric_columns},
+        },
+    )
+    if headline:
+        st.plotly_chart(charts.leaderboard_bar(frame, headline), width="stretch")
+
+st.subheader("Open a run")
+labels = {r["run_id"]: ui.run_label(r) for r in frame.to_dict("records")}
+chosen = st.selectbox("run", list(labels), format_func=lambda r: labels[r], key="open_run")
+a, b = st.columns(2)
+a.page_link("pages/run.py", label="Open this run", icon="🔎", query_params={"run": chosen})
+b.page_link("pages/compare.py", label="Compare with the previous run in the list", icon="⚖️",
+            query_params={"b": chosen, "a": next((r for r in labels if r != chosen), chosen)})
