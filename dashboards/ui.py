@@ -36,7 +36,7 @@ def store() -> Store:
 
 def empty(what: str, how: str) -> None:
     """The "nothing stored yet" state: what is missing and the command that fills it."""
-    st.info(f"No {what} stored yet. {how}", icon="ℹ️")
+    st.info(f"No {what} stored yet. {how}", icon=":material/info:")
 
 
 def pager(key: str, total: int, limit: int) -> int:

@@ -59,6 +59,6 @@ st.subheader("Open a run")
 labels = {r["run_id"]: ui.run_label(r) for r in frame.to_dict("records")}
 chosen = st.selectbox("run", list(labels), format_func=lambda r: labels[r], key="open_run")
 a, b = st.columns(2)
-a.page_link("pages/run.py", label="Open this run", icon="🔎", query_params={"run": chosen})
-b.page_link("pages/compare.py", label="Compare with the previous run in the list", icon="⚖️",
+a.page_link("pages/run.py", label="Open this run", icon=":material/search:", query_params={"run": chosen})
+b.page_link("pages/compare.py", label="Compare with the previous run in the list", icon=":material/compare_arrows:",
             query_params={"b": chosen, "a": next((r for r in labels if r != chosen), chosen)})

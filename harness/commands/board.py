@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -67,6 +68,7 @@ def board(
         env = {**os.environ, "HARNESS_BOARD_DB": url}
         err.print(f"board on http://{host}:{port} (store {safe_url}, read-only); Ctrl-C stops it")
         proc = subprocess.Popen(streamlit_command(port, host), env=env)
+        signal.signal(signal.SIGTERM, lambda *_: proc.terminate())  # stopping `harness board` stops Streamlit too
         try:
             code = proc.wait()
         except KeyboardInterrupt:
