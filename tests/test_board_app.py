@@ -135,3 +135,25 @@ def test_a_missing_store_is_a_clear_error_not_a_traceback(tmp_path: Path, monkey
     at = AppTest.from_file(str(APP), default_timeout=60).run()
     assert not at.exception
     assert "Cannot open the store" in at.error[0].value
+
+
+def test_board_command_refuses_a_missing_store_with_exit_2(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from harness.cli import app as cli
+
+    result = CliRunner().invoke(cli, ["board", "--db", str(tmp_path / "missing.db")])
+    assert result.exit_code == 2 and "cannot open store" in result.output
+
+
+@pytest.mark.parametrize(
+    ("host", "loopback"), [("127.0.0.1", True), ("localhost", True), ("::1", True), ("0.0.0.0", False), ("10.1.2.3", False)]
+)
+def test_board_binds_loopback_by_default_and_elsewhere_only_when_asked(host: str, loopback: bool) -> None:
+    from harness.commands.board import LOOPBACK, _is_loopback, streamlit_command
+
+    assert LOOPBACK == "127.0.0.1" and _is_loopback(host) is loopback
+    line = streamlit_command(8600, host)
+    assert line[line.index("--server.address") + 1] == host and line[line.index("--server.port") + 1] == "8600"
+    assert line[line.index("--browser.gatherUsageStats") + 1] == "false"
+    assert Path(line[4]) == APP

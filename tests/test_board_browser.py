@@ -123,6 +123,10 @@ def test_leaderboard_shows_the_stored_run_names(board: dict[str, Any], browser: 
         expect(grid.get_by_text(name, exact=True).first).to_be_attached()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+    page.get_by_role("link", name="Open this run").click()  # the run picked below the table: the newest
+    expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
+    expect(page.get_by_text("gold-mixed", exact=True).first).to_be_visible()
+    assert f"run={board['mixed']}" in page.url
     page.close()
 
 
