@@ -110,7 +110,7 @@ def early_final_scatter(trials: pd.DataFrame) -> go.Figure:
 
     Pruned trials have no final score and are left out of the plot (the page counts them)."""
     fig = go.Figure()
-    for state, group in trials.groupby("state", sort=True):
+    for state, group in trials.dropna(subset=["early_score", "final_score"]).groupby("state", sort=True):
         fig.add_trace(
             go.Scatter(x=group["early_score"], y=group["final_score"], mode="markers", name=str(state), text=group["number"].astype(str),
                        hovertemplate="trial %{text}: early %{x:.4f}, final %{y:.4f}", marker={"size": 10})

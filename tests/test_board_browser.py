@@ -144,3 +144,19 @@ def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: An
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
     page.close()
+
+
+@pytest.mark.parametrize(("path", "heading"), [
+    ("run?run={even}", "Run"), ("checkpoints", "Checkpoints"), ("drift", "Drift & alarms"), ("sweeps", "Sweeps"),
+])
+def test_every_other_page_renders_its_charts_without_errors(board: dict[str, Any], browser: Any, path: str, heading: str) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(f"{board['base']}/{path.format(**board)}")
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    expect(page.locator('[data-testid="stPlotlyChart"] .main-svg').first).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{path.split('?')[0]}.png"), full_page=True)
+    page.close()

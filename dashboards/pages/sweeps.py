@@ -39,6 +39,9 @@ with left:
         st.info("No trial has both an early and a final score yet.")
     else:
         st.plotly_chart(charts.early_final_scatter(trials), width="stretch")
+        unplotted = int(trials["final_score"].isna().sum())
+        if unplotted:
+            st.caption(f"{unplotted} trial(s) without a final score (pruned, failed or running) are not plotted.")
 with right:
     st.subheader("Data efficiency")
     curve = queries.data_efficiency(trials)
