@@ -161,8 +161,7 @@ def pages(store: Store, run_a: str, run_b: str) -> dict[str, Callable[[], Any]]:
         q.compare_metrics(store, run_a, run_b)
         q.sample_score_keys(store, run_a)
         q.sample_score_keys(store, run_b)
-        q.flip_summary(store, run_a, run_b, "f1")
-        q.sample_flips(store, run_a, run_b, "f1", limit=25)
+        q.sample_flips(store, q.paired_flips(store, run_a, run_b, "f1"), limit=25)
 
     def checkpoints_page() -> None:
         q.train_run_list(store)
@@ -201,11 +200,13 @@ NAIVE_TABLES = {
 
 def render_times(url: str, run_a: str, run_b: str, repeat: int) -> dict[str, float]:
     """Whole page script runs (queries, frames, plotly figures, Streamlit elements) through AppTest."""
+    import logging
     import os
 
     from streamlit.testing.v1 import AppTest
 
     os.environ["HARNESS_BOARD_DB"] = url
+    logging.getLogger("streamlit").setLevel(logging.ERROR)  # AppTest's "missing ScriptRunContext" chatter
     app = str(Path(__file__).resolve().parent.parent / "dashboards" / "app.py")
     params = {"run": {"run": run_a}, "compare": {"a": run_a, "b": run_b}}
     out = {}

@@ -345,7 +345,7 @@ def compare_metrics(store: Store, run_a: str, run_b: str) -> pd.DataFrame:
     """Metric deltas `b - a` with 95% intervals from the two stored standard errors.
 
     Normal approximation, treating the runs as independent: conservative for runs on the same
-    samples (pairing removes shared variance; `flip_summary` gives the paired interval for one
+    samples (pairing removes shared variance; `paired_flips` gives the paired interval for one
     per-sample score). A delta is `significant` when its interval excludes 0; `verdict` says
     whether it is an improvement or a regression given the metric's direction.
     """
@@ -381,13 +381,6 @@ def _scores(store: Store, run_id: str, key: str) -> pd.Series:
     return pd.Series(data, dtype="float64", name=key)
 
 
-def _paired(store: Store, run_a: str, run_b: str, key: str) -> pd.DataFrame:
-    both = pd.concat([_scores(store, run_a, key).rename("score_a"), _scores(store, run_b, key).rename("score_b")], axis=1, join="inner")
-    both = both.dropna()
-    both["delta"] = both["score_b"] - both["score_a"]
-    return both
-
-
 def _higher_is_better(store: Store, run_id: str, key: str) -> bool:
     query = select(metrics.c.higher_is_better).where(metrics.c.run_id == run_id, metrics.c.name == key)
     rows = _read(store, query)
@@ -395,9 +388,15 @@ def _higher_is_better(store: Store, run_id: str, key: str) -> bool:
 
 
 @dataclass(frozen=True)
-class FlipSummary:
-    """Per-sample changes between two runs on one score, paired by sample id."""
+class Flips:
+    """Per-sample changes of one score between two runs, paired by sample id (never by position).
 
+    `changed` lists the samples whose score moved (sample_id, score_a, score_b, delta, kind),
+    regressions first and the largest first; the mean delta's interval is the paired one.
+    """
+
+    run_a: str
+    run_b: str
     key: str
     n_paired: int
     n_only_a: int
@@ -407,47 +406,46 @@ class FlipSummary:
     mean_delta: float | None
     ci_low: float | None
     ci_high: float | None
+    changed: pd.DataFrame
 
 
-def flip_summary(store: Store, run_a: str, run_b: str, key: str) -> FlipSummary:
-    """Counts of regressions and improvements and the paired mean delta with its 95% interval."""
-    ids_a = store.stored_sample_ids(run_a)
-    ids_b = store.stored_sample_ids(run_b)
-    paired = _paired(store, run_a, run_b, key)
+def paired_flips(store: Store, run_a: str, run_b: str, key: str) -> Flips:
+    """Pair two runs' per-sample `key` scores by sample id: counts, paired mean delta, changed samples."""
+    sa, sb = _scores(store, run_a, key), _scores(store, run_b, key)
+    paired = pd.concat([sa.rename("score_a"), sb.rename("score_b")], axis=1, join="inner").dropna()
+    paired["delta"] = paired["score_b"] - paired["score_a"]
     hib = _higher_is_better(store, run_b, key)
-    worse = paired["delta"] < 0 if hib else paired["delta"] > 0
-    better = paired["delta"] > 0 if hib else paired["delta"] < 0
+    harm = -paired["delta"] if hib else paired["delta"]
+    changed = paired.assign(harm=harm)[harm != 0]
+    changed = changed.assign(kind=["regression" if h > 0 else "improvement" for h in changed["harm"]])
+    changed = changed.rename_axis("sample_id").reset_index().sort_values(["harm", "sample_id"], ascending=[False, True])
     n = len(paired)
     mean = float(paired["delta"].mean()) if n else None
     se = float(paired["delta"].std(ddof=1) / math.sqrt(n)) if n > 1 else None
     low, high = normal_ci(mean, se)
-    return FlipSummary(key, n, len(ids_a - ids_b), len(ids_b - ids_a), int(worse.sum()), int(better.sum()), mean, low, high)
+    return Flips(
+        run_a, run_b, key, n, len(sa.index.difference(sb.index)), len(sb.index.difference(sa.index)),
+        int((harm > 0).sum()), int((harm < 0).sum()), mean, low, high,
+        changed[["sample_id", "score_a", "score_b", "delta", "kind"]].reset_index(drop=True),
+    )
 
 
-def sample_flips(store: Store, run_a: str, run_b: str, key: str, offset: int = 0, limit: int = 50) -> Page:
-    """Samples whose `key` score changed, regressions first (largest first), side by side.
-
-    Paired by sample id, never by position. Prompts and completions are read only for the page shown.
-    """
-    paired = _paired(store, run_a, run_b, key)
-    hib = _higher_is_better(store, run_b, key)
-    changed = paired[paired["delta"] != 0].copy()
-    changed["harm"] = -changed["delta"] if hib else changed["delta"]
-    changed["kind"] = ["regression" if h > 0 else "improvement" for h in changed["harm"]]
-    changed = changed.rename_axis("sample_id").reset_index().sort_values(["harm", "sample_id"], ascending=[False, True])
-    page = changed.iloc[offset : offset + limit]
+def sample_flips(store: Store, flips: Flips, offset: int = 0, limit: int = 50) -> Page:
+    """One page of changed samples side by side; prompts and completions are read for that page only."""
+    page = flips.changed.iloc[offset : offset + limit]
     ids = list(page["sample_id"])
-    texts = {run: _texts(store, run, ids) for run in (run_a, run_b)}
+    texts = {run: _texts(store, run, ids) for run in (flips.run_a, flips.run_b)}
+    blank = ("", "")
     rows = [
         {
             **r,
-            "prompt": texts[run_a].get(r["sample_id"], ("", ""))[0] or texts[run_b].get(r["sample_id"], ("", ""))[0],
-            "completion_a": texts[run_a].get(r["sample_id"], ("", ""))[1],
-            "completion_b": texts[run_b].get(r["sample_id"], ("", ""))[1],
+            "prompt": texts[flips.run_a].get(r["sample_id"], blank)[0] or texts[flips.run_b].get(r["sample_id"], blank)[0],
+            "completion_a": texts[flips.run_a].get(r["sample_id"], blank)[1],
+            "completion_b": texts[flips.run_b].get(r["sample_id"], blank)[1],
         }
         for r in page.to_dict("records")
     ]
-    return Page(_frame(rows, FLIP_COLUMNS), len(changed), offset, limit)
+    return Page(_frame(rows, FLIP_COLUMNS), len(flips.changed), offset, limit)
 
 
 def _texts(store: Store, run_id: str, sample_ids: Sequence[str]) -> dict[str, tuple[str, str]]:

@@ -151,26 +151,26 @@ def test_flips_are_paired_by_sample_id_with_regressions_first(filled: dict[str, 
     regressed = sorted(s for s in sa if sb[s] < sa[s])
     improved = sorted(s for s in sa if sb[s] > sa[s])
     assert (len(regressed), len(improved)) == (3, 2)
-    summary = q.flip_summary(store, a, b, "f1")
+    summary = q.paired_flips(store, a, b, "f1")
     assert (summary.n_paired, summary.regressions, summary.improvements) == (LIMIT, 3, 2)
     deltas = [sb[s] - sa[s] for s in sa]
     mean, se = sum(deltas) / len(deltas), stats.sem(deltas)
     assert summary.mean_delta == pytest.approx(mean)
     assert (summary.ci_low, summary.ci_high) == pytest.approx((mean - stats.norm.ppf(0.975) * se, mean + stats.norm.ppf(0.975) * se))
-    flips = q.sample_flips(store, a, b, "f1")
-    assert flips.total == 5
+    flips = q.sample_flips(store, summary)
+    assert flips.total == 5 and (summary.n_only_a, summary.n_only_b) == (0, 0)
     assert list(flips.frame["sample_id"]) == regressed + improved
     assert list(flips.frame["kind"]) == ["regression"] * 3 + ["improvement"] * 2
     row = flips.frame.iloc[0]
     stored_a = {r["sample_id"]: r for r in store.run_samples(a)}[row["sample_id"]]
     assert row["completion_a"] == stored_a["completions"][0][0]["text"] and row["completion_b"] == "unanswerable"
-    assert list(q.sample_flips(store, a, b, "f1", offset=3, limit=10).frame["kind"]) == ["improvement"] * 2
+    assert list(q.sample_flips(store, summary, offset=3, limit=10).frame["kind"]) == ["improvement"] * 2
 
 
 def test_flips_respect_lower_is_better_scores(filled: dict[str, Any]) -> None:
     store, a, b = filled["store"], filled["even"], filled["mixed"]
     sa, sb = _per_sample(store, a, "abstained"), _per_sample(store, b, "abstained")
-    flips = q.sample_flips(store, a, b, "abstained")
+    flips = q.sample_flips(store, q.paired_flips(store, a, b, "abstained"))
     worse = {s for s in sa if sb[s] > sa[s]}  # abstaining more is a regression
     assert {r["sample_id"] for r in flips.frame.to_dict("records") if r["kind"] == "regression"} == worse
 
@@ -224,12 +224,32 @@ def test_every_query_answers_an_empty_store_with_empty_frames(tmp_path: Path) ->
     assert q.filter_options(store) == {"suite": [], "model": [], "status": [], "tag": []}
     frames: list[pd.DataFrame] = [
         q.recent_runs(store), q.run_metrics(store, "x"), q.run_samples(store, "x", search="a").frame,
-        q.compare_metrics(store, "x", "y"), q.sample_flips(store, "x", "y", "f1").frame, q.train_run_list(store),
+        q.compare_metrics(store, "x", "y"), q.sample_flips(store, q.paired_flips(store, "x", "y", "f1")).frame, q.train_run_list(store),
         q.checkpoint_metrics(store, "t"), q.train_dynamics(store, "t"), q.monitor_history(store).frame,
         q.finding_series(store), q.alarm_list(store).frame, q.sweep_list(store), q.sweep_trial_table(store, "s"),
     ]
     assert all(f.empty for f in frames)
     assert list(q.run_samples(store, "x").frame.columns) == list(q.SAMPLE_COLUMNS)
-    assert q.run_detail(store, "x") is None and q.flip_summary(store, "x", "y", "f1").n_paired == 0
+    assert q.run_detail(store, "x") is None and q.paired_flips(store, "x", "y", "f1").n_paired == 0
     assert q.data_efficiency(q.sweep_trial_table(store, "s")).empty and q.early_final_agreement(q.sweep_trial_table(store, "s")) is None
     store.close()
+
+
+def _bare_run(store: Store, name: str, rows: list[tuple[str, int, float]]) -> str:
+    record = {"name": name, "suite": "rag-extraction", "suite_version": "1", "backend": "file", "backend_info": {},
+              "generation": {}, "config": {}, "config_hash": name, "fingerprint": "f", "n_samples": len(rows), "versions": {}}
+    run_id = store.create_run(record)
+    store.write_batch(run_id, [
+        {"sample_id": sid, "position": pos, "input": {}, "requests": [], "completions": [[{"text": f"{sid}-{name}"}]],
+         "scores": {"f1": score}, "groups": [], "details": {}} for sid, pos, score in rows
+    ], [])
+    return run_id
+
+
+def test_flips_pair_by_sample_id_never_by_position(store: Store) -> None:
+    a = _bare_run(store, "a", [("s1", 0, 1.0), ("s2", 1, 0.0)])
+    b = _bare_run(store, "b", [("s2", 0, 1.0), ("s1", 1, 1.0), ("s3", 2, 0.0)])  # reordered, one extra
+    flips = q.paired_flips(store, a, b, "f1")
+    assert (flips.n_paired, flips.n_only_a, flips.n_only_b, flips.regressions, flips.improvements) == (2, 0, 1, 0, 1)
+    row = q.sample_flips(store, flips).frame.iloc[0]
+    assert (row["sample_id"], row["completion_a"], row["completion_b"]) == ("s2", "s2-a", "s2-b")

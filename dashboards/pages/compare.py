@@ -42,7 +42,7 @@ if not keys:
 suite = str(recent.set_index("run_id").loc[run_b, "suite"])
 default_key = queries.headline_metric(suite, keys)
 key = st.selectbox("score", keys, index=keys.index(default_key) if default_key in keys else 0)
-summary = queries.flip_summary(store, run_a, run_b, key)
+summary = queries.paired_flips(store, run_a, run_b, key)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("paired samples", summary.n_paired)
 m2.metric("regressions", summary.regressions)
@@ -55,7 +55,7 @@ if summary.n_only_a or summary.n_only_b:
     st.warning(f"{summary.n_only_a} sample(s) only in a, {summary.n_only_b} only in b: left out of the pairing.")
 table = st.container()
 offset = ui.pager("flips_page", summary.regressions + summary.improvements, PAGE_SIZE)
-flips = queries.sample_flips(store, run_a, run_b, key, offset=offset, limit=PAGE_SIZE)
+flips = queries.sample_flips(store, summary, offset=offset, limit=PAGE_SIZE)
 with table:
     if flips.total == 0:
         st.success("No sample changed its score.")
