@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -57,10 +58,17 @@ def test_leaderboard_lists_every_run_with_metrics_and_filters_by_tag(app: AppTes
     assert {"metric:f1", "metric:exact_match"} <= set(frame.columns)
     assert all(link.startswith("./run?run=") for link in frame["open"])
     assert _charts(at), "the headline-metric bar chart is missing"
-    at.selectbox[2].select("candidate").run()  # the tag filter
+    assert "metric:answerable/f1" not in frame.columns  # group metrics are opt-in columns
+    at.multiselect(key="lb_metrics").select("answerable/f1").run()
+    assert "metric:answerable/f1" in at.dataframe[0].value.columns
+    at.selectbox(key="lb_tag").select("candidate").run()
     assert set(at.dataframe[0].value["name"]) == {"gold-even", "gold-mixed"}
-    at.selectbox[4].select("f1").run()  # sort by f1, descending
+    at.selectbox(key="lb_sort").select("f1").run()  # descending by default
     assert list(at.dataframe[0].value["name"]) == ["gold-even", "gold-mixed"]
+    at.toggle(key="lb_desc").set_value(False).run()
+    assert list(at.dataframe[0].value["name"]) == ["gold-mixed", "gold-even"]
+    at.date_input(key="lb_until").set_value(dt.date(2020, 1, 1)).run()
+    assert at.warning and "No run matches" in at.warning[0].value
 
 
 def test_run_page_shows_metrics_with_intervals_provenance_and_searchable_samples(app: AppTest, filled: dict[str, Any]) -> None:
