@@ -165,3 +165,23 @@ def test_board_binds_loopback_by_default_and_elsewhere_only_when_asked(host: str
     assert line[line.index("--server.address") + 1] == host and line[line.index("--server.port") + 1] == "8600"
     assert line[line.index("--browser.gatherUsageStats") + 1] == "false"
     assert Path(line[4]) == APP
+
+
+
+def _pager_app() -> None:
+    import streamlit as st
+
+    from dashboards import ui
+
+    offset = ui.pager("p", st.session_state.get("total", 10), 3)
+    st.markdown(f"offset={offset}")
+
+
+def test_pager_pages_and_starts_again_when_the_row_count_shrinks() -> None:
+    at = AppTest.from_function(_pager_app).run()
+    assert at.markdown[-1].value == "offset=0" and at.number_input[0].max == 4
+    at.number_input[0].set_value(4).run()
+    assert at.markdown[-1].value == "offset=9"
+    at.session_state["total"] = 5  # a search narrowed the rows to two pages
+    at.run()
+    assert not at.exception and at.markdown[-1].value == "offset=0" and at.number_input[0].max == 2
