@@ -4,8 +4,9 @@ Kept free of Streamlit so they are unit-tested on their own and timed by `benchm
 Every query is bounded: lists are paginated in SQL (`offset`/`limit`), per-run reads go through
 the `(run_id, ...)` primary keys and indexes, and no function reads a whole table into memory
 (500 runs x 2,000 samples must stay under 2 s a page). Confidence intervals are normal
-approximations from the stored standard errors; paired statistics over samples live in
-`harness/stats.py` and can replace `delta_ci` where a page wants a paired test.
+approximations from the stored standard errors (`normal_ci`); `paired_flips` pairs samples by id.
+The paired bootstrap and McNemar tests of `harness/stats.py` can replace the independent-runs
+interval of `compare_metrics` once that module lands.
 """
 
 from __future__ import annotations
