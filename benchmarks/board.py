@@ -214,7 +214,7 @@ def render_times(url: str, run_a: str, run_b: str, repeat: int) -> dict[str, flo
         at = AppTest.from_file(app, default_timeout=120)
         at.run()
         if page != "leaderboard":
-            at.switch_page(f"pages/{page}.py")
+            at.switch_page(f"views/{page}.py")
         for key, value in params.get(page, {}).items():
             at.query_params[key] = value
         at.run()  # warm: imports and the cached store

@@ -33,7 +33,7 @@ def app(filled: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[App
 def _open(at: AppTest, page: str, **params: str) -> AppTest:
     at.run()
     if page != "leaderboard":
-        at.switch_page(f"pages/{page}.py")
+        at.switch_page(f"views/{page}.py")
     for key, value in params.items():
         at.query_params[key] = value
     at.run()
@@ -94,6 +94,9 @@ def test_compare_page_charts_deltas_and_lists_regressions_first(app: AppTest, fi
     flips = at.dataframe[1].value
     assert list(flips["kind"]) == ["regression"] * 3 + ["improvement"] * 2
     assert [m.value for m in at.metric][:3] == ["10", "3", "2"]
+    first = flips.iloc[0]
+    assert at.selectbox(key="flip_detail").value == first["sample_id"]
+    assert [t.value for t in at.text_area] == [first["prompt"], first["completion_a"], first["completion_b"]]
 
 
 def test_checkpoints_page_plots_metrics_against_step_with_training_dynamics(app: AppTest, filled: dict[str, Any]) -> None:

@@ -143,6 +143,11 @@ def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: An
     expect(page.get_by_text("regressions", exact=True)).to_be_visible()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    flips = page.locator('[data-testid="stDataFrame"]').nth(1)
+    flips.scroll_into_view_if_needed()
+    expect(flips).to_be_visible()
+    expect(page.get_by_role("link", name="Compare")).to_be_visible()  # our navigation, not a folder listing
+    page.screenshot(path=str(ARTIFACTS / "compare-flips.png"))
     page.close()
 
 

@@ -49,6 +49,8 @@ with table:
         frame,
         hide_index=True,
         width="stretch",
+        column_order=["open", "name", *metric_columns, "suite", "model", "adapter", "status", "n_samples", "created_at", "tags",
+                      "backend", "run_id"],
         column_config={
             "open": st.column_config.LinkColumn("open", display_text="open run"),
             "run_id": st.column_config.TextColumn("run"),
@@ -65,6 +67,6 @@ ids = list(labels)
 chosen = st.selectbox("run", ids, format_func=lambda r: labels[r], key="open_run")
 below = ids[ids.index(chosen) + 1] if ids.index(chosen) + 1 < len(ids) else ids[max(0, ids.index(chosen) - 1)]
 a, b = st.columns(2)
-a.page_link("pages/run.py", label="Open this run", icon=":material/search:", query_params={"run": chosen})
-b.page_link("pages/compare.py", label=f"Compare it with {labels[below].split(' · ')[0]} (the next run in the table)",
+a.page_link("views/run.py", label="Open this run", icon=":material/search:", query_params={"run": chosen})
+b.page_link("views/compare.py", label=f"Compare it with {labels[below].split(' · ')[0]} (the next run in the table)",
             icon=":material/compare_arrows:", query_params={"a": below, "b": chosen})

@@ -64,3 +64,12 @@ with table:
                      column_config={"prompt": st.column_config.TextColumn(width="medium"),
                                     "completion_a": st.column_config.TextColumn("completion (a)", width="medium"),
                                     "completion_b": st.column_config.TextColumn("completion (b)", width="medium")})
+        shown = flips.frame.set_index("sample_id")
+        picked = st.selectbox(
+            "read a sample in full", list(shown.index), key="flip_detail",
+            format_func=lambda i: f"{i} ({shown.loc[i, 'kind']}: {shown.loc[i, 'score_a']:g} -> {shown.loc[i, 'score_b']:g})",
+        )
+        st.text_area("prompt", shown.loc[picked, "prompt"], height=160, disabled=True)
+        ca, cb = st.columns(2)
+        ca.text_area("completion (a)", shown.loc[picked, "completion_a"], height=120, disabled=True)
+        cb.text_area("completion (b)", shown.loc[picked, "completion_b"], height=120, disabled=True)
