@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from harness.commands.board import board
 from harness.commands.gate import compare, gate
 from harness.commands.models import models_app
 from harness.commands.monitor import monitor_app
@@ -22,6 +23,7 @@ app = typer.Typer(
 
 app.command("run")(run)
 app.command("export")(export)
+app.command("board")(board)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.command("compare")(compare)

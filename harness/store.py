@@ -9,6 +9,7 @@ and two runs writing to one file wait for each other instead of failing.
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -268,6 +269,16 @@ prompt_logs = Table(
     Column("ingested_at", DateTime(timezone=True), nullable=False),
     Index("ix_prompt_logs_stream_ts", "stream", "ts"),
 )
+# ---- board: indexes behind its paginated, sorted reads (no new columns) ----------------------------
+# The leaderboard sorts all runs by time, the checkpoints page finds a training run's evaluations,
+# and the drift page lists alarms newest first; without these each would scan its whole table.
+
+Index("ix_runs_created", runs.c.created_at)
+Index("ix_runs_train_step", runs.c.train_run_id, runs.c.step)
+Index("ix_metrics_name_value", metrics.c.name, metrics.c.value)
+Index("ix_alarms_created", alarms.c.created_at)
+Index("ix_train_runs_created", train_runs.c.created_at)
+Index("ix_sweeps_created", sweeps.c.created_at)
 
 _RESUMABLE = ("running", "failed")
 _CHUNK = 500
@@ -286,6 +297,11 @@ def normalise_url(url: str) -> str:
     return url
 
 
+def _to_json(value: Any) -> str:
+    """Stored JSON keeps non-ASCII text as is, so the board's text search finds "é" as typed."""
+    return json.dumps(value, ensure_ascii=False)
+
+
 def safe_url(url: str) -> str:
     """A store URL fit for messages and logs: any password hidden."""
     return make_url(normalise_url(url)).render_as_string(hide_password=True)
@@ -297,17 +313,17 @@ def _make_engine(url: str, read_only: bool) -> Engine:
         database = parsed.database or ""
         if read_only and database and database != ":memory:":
             engine = create_engine(
-                f"sqlite:///file:{database}?mode=ro&uri=true", connect_args={"timeout": 60}
+                f"sqlite:///file:{database}?mode=ro&uri=true", connect_args={"timeout": 60}, json_serializer=_to_json
             )
         else:
-            engine = create_engine(url, connect_args={"timeout": 60})
+            engine = create_engine(url, connect_args={"timeout": 60}, json_serializer=_to_json)
         _configure_sqlite(engine, read_only)
         return engine
     if parsed.get_backend_name() == "postgresql":
         args: dict[str, Any] = {}
         if read_only:
             args["options"] = "-c default_transaction_read_only=on"
-        return create_engine(url, connect_args=args, pool_pre_ping=True)
+        return create_engine(url, connect_args=args, pool_pre_ping=True, json_serializer=_to_json)
     raise ConfigError(f"unsupported store URL '{url}': use a SQLite path or postgresql+psycopg://...")
 
 

@@ -1,0 +1,167 @@
+"""End to end in a real browser: `harness board` on a free port, driven by Debian's Chromium headless.
+
+Playwright's own browser download cannot work here, so the test drives the system Chromium
+(`.ci/run` installs it). Screenshots land in test-artifacts/board/ for people to look at.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.board_data import RUN_NAMES, fill_board_store
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "board"
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update"]
+
+if not CHROMIUM.exists():
+    if os.environ.get("CI"):
+        raise RuntimeError(f"{CHROMIUM} is missing in CI: .ci/run installs the Debian package 'chromium'")
+    pytest.skip(f"{CHROMIUM} not installed (apt-get install chromium); CI always runs this test", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: float = 90) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"harness board exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{base}/_stcore/health", timeout=2) as resp:
+                if resp.status == 200:
+                    return
+        except OSError:
+            time.sleep(0.5)
+    raise RuntimeError(f"harness board did not answer within {timeout} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture(scope="module")
+def board(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    tmp = tmp_path_factory.mktemp("board_browser")
+    url = f"sqlite:///{tmp / 'board.db'}"
+    ids = fill_board_store(url, tiny_model, tmp)
+    port = _free_port()
+    log = tmp / "board.log"
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "harness", "board", "--db", url, "--port", str(port)],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        _wait_healthy(base, proc, log)
+        yield {"base": base, **ids}
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        chromium = pw.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        yield chromium
+        chromium.close()
+
+
+def _page(browser: Any) -> Any:
+    from playwright.sync_api import expect
+
+    expect.set_options(timeout=60_000)  # the first page load imports pandas and plotly in the server
+    page = browser.new_page(viewport={"width": 1500, "height": 1300})
+    page.set_default_timeout(60_000)
+    return page
+
+
+def test_board_binds_to_localhost_only(board: dict[str, Any]) -> None:
+    port = int(board["base"].rsplit(":", 1)[1])
+    addresses = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)} - {"127.0.0.1"}
+    for address in addresses:
+        with socket.socket() as sock, pytest.raises(OSError):
+            sock.settimeout(2)
+            sock.connect((address, port))
+
+
+def test_leaderboard_shows_the_stored_run_names(board: dict[str, Any], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(board["base"] + "/")
+    expect(page.get_by_role("heading", name="Leaderboard")).to_be_visible()
+    chart = page.locator('[data-testid="stPlotlyChart"] .main-svg').first
+    expect(chart).to_be_visible()
+    labels = page.locator('[data-testid="stPlotlyChart"] .xtick text').all_text_contents()
+    for name in RUN_NAMES:
+        assert any(label.startswith(name) for label in labels), (name, labels)
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    expect(grid).to_be_visible()
+    for name in RUN_NAMES:
+        expect(grid.get_by_text(name, exact=True).first).to_be_attached()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
+    page.get_by_role("link", name="Open this run").click()  # the run picked below the table: the newest
+    expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
+    expect(page.get_by_text("gold-mixed", exact=True).first).to_be_visible()
+    assert f"run={board['mixed']}" in page.url
+    page.close()
+
+
+def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(f"{board['base']}/compare?a={board['even']}&b={board['mixed']}")
+    expect(page.get_by_role("heading", name="Compare")).to_be_visible()
+    chart = page.locator('[data-testid="stPlotlyChart"]').first
+    expect(chart.locator(".main-svg").first).to_be_visible()
+    expect(chart.locator(".scatterlayer .point").first).to_be_attached()
+    assert chart.locator(".scatterlayer .point").count() >= 10  # one marker per shared metric
+    expect(page.get_by_text("regressions", exact=True)).to_be_visible()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "compare.png"), full_page=True)
+    flips = page.locator('[data-testid="stDataFrame"]').nth(1)
+    flips.scroll_into_view_if_needed()
+    expect(flips).to_be_visible()
+    expect(page.get_by_role("link", name="Compare")).to_be_visible()  # our navigation, not a folder listing
+    page.screenshot(path=str(ARTIFACTS / "compare-flips.png"))
+    page.close()
+
+
+@pytest.mark.parametrize(("path", "heading"), [
+    ("run?run={even}", "Run"), ("checkpoints", "Checkpoints"), ("drift", "Drift & alarms"), ("sweeps", "Sweeps"),
+])
+def test_every_other_page_renders_its_charts_without_errors(board: dict[str, Any], browser: Any, path: str, heading: str) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(f"{board['base']}/{path.format(**board)}")
+    expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
+    expect(page.locator('[data-testid="stPlotlyChart"] .main-svg').first).to_be_visible()
+    assert page.locator('[data-testid="stException"]').count() == 0
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{path.split('?')[0]}.png"), full_page=True)
+    page.close()
