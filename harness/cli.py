@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from harness.commands.comet import comet_app
 from harness.commands.models import models_app
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
@@ -20,6 +21,7 @@ app.command("run")(run)
 app.command("export")(export)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
+app.add_typer(comet_app, name="comet")
 
 
 def main() -> None:

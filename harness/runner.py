@@ -176,6 +176,7 @@ class Runner:
         model = self.config.model
         ident = self.identity("model")
         data_hash = directory_hash(source) if Path(source).exists() else None
+        extra_files = {f: directory_hash(f) for f in suite.identity_files() if Path(f).exists()}
         judge_fp = self.fingerprint("judge") if self.config.judge else None
         determining = {
             "suite": suite.name,
@@ -183,6 +184,7 @@ class Runner:
             "options": suite_cfg.options,
             "limit": suite_cfg.limit,
             "data_hash": data_hash or source,
+            **({"identity_files": extra_files} if extra_files else {}),
             "fingerprint": self.fingerprint("model"),
             "judge": judge_fp,
             "generation": self.config.generation.model_dump(),
@@ -218,6 +220,12 @@ class Runner:
 
     def run_suite(self, suite_cfg: SuiteConfig) -> SuiteResult:
         suite = create_suite(suite_cfg.name, suite_cfg.options, self.config.generation)
+        try:
+            return self._run_suite(suite, suite_cfg)
+        finally:
+            suite.close()
+
+    def _run_suite(self, suite: Suite, suite_cfg: SuiteConfig) -> SuiteResult:
         source = suite_cfg.data or suite.default_data()
         samples = suite.load(source)
         if suite_cfg.limit is not None:
@@ -299,11 +307,11 @@ class Runner:
                     answers[sid][-1].append(completion)
             active = still
             stage += 1
-        rows = []
-        for position, sample in batch:
-            score = suite.score(sample, answers[sample.id])
-            rows.append(_sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score))
-        return rows
+        scores = suite.score_batch([s for _, s in batch], [answers[s.id] for _, s in batch])
+        return [
+            _sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score)
+            for (position, sample), score in zip(batch, scores, strict=True)
+        ]
 
     def _aggregate(self, run_id: str, suite: Suite) -> list[MetricValue]:
         scores = [

@@ -60,6 +60,22 @@ class Suite(ABC):
     def score(self, sample: Sample, completions: Sequence[Sequence[Completion]]) -> SampleScore:
         """Score one sample from all its answers (one list per stage)."""
 
+    def score_batch(
+        self, samples: Sequence[Sample], completions: Sequence[Sequence[Sequence[Completion]]]
+    ) -> list[SampleScore]:
+        """Score a batch of samples at once. The default scores each alone; suites whose scorer is
+        costly to call (a neural metric in another process) override this to send one batch."""
+        return [self.score(s, c) for s, c in zip(samples, completions, strict=True)]
+
+    def identity_files(self) -> Sequence[str]:
+        """Files besides the data source whose content determines the scores (reference files, a
+        local metric model). The runner hashes them into the run's identity, so editing one never
+        resumes a run scored against the old content."""
+        return ()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most suites hold nothing to release
+        """Release helpers the suite started (worker processes). Safe to call twice."""
+
     def sample_input(self, sample: Sample) -> dict[str, Any]:
         """What the store keeps as the sample's input (shown on the board, exported)."""
         return dict(sample.data)

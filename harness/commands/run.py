@@ -65,9 +65,14 @@ def build_config(
     tags: list[str],
     options: list[str],
     db: str | None,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
+    languages = {k: v for k, v in (("source_lang", source_lang), ("target_lang", target_lang)) if v}
+    if languages and "translation" not in suites:
+        raise ConfigError("--source-lang/--target-lang apply to the translation suite only")
     model_options: dict[str, Any] = {}
     if backend == "file" and completions and completions.startswith("run:"):
         model_options["db"] = resolve_db_url(db)
@@ -77,7 +82,15 @@ def build_config(
         raise ConfigError("--backend file needs --completions FILE.jsonl or --completions run:RUN_ID")
     try:
         return RunConfig(
-            suites=[SuiteConfig(name=s, data=per_suite.get(s), limit=limit, options=suite_options) for s in suites],
+            suites=[
+                SuiteConfig(
+                    name=s,
+                    data=per_suite.get(s),
+                    limit=limit,
+                    options=suite_options | languages if s == "translation" else suite_options,
+                )
+                for s in suites
+            ],
             model=ModelConfig(
                 path=model,
                 adapter=adapter,
@@ -130,6 +143,8 @@ def run(
     run_name: Annotated[str | None, typer.Option(help="Human label for the run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable); the gate selects by tag.")] = None,
     option: Annotated[list[str] | None, typer.Option(help="Suite option KEY=VALUE (repeatable).")] = None,
+    source_lang: Annotated[str | None, typer.Option(help="translation: source language code, e.g. de.")] = None,
+    target_lang: Annotated[str | None, typer.Option(help="translation: target language code, e.g. en.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -146,6 +161,7 @@ def run(
             run_config = build_config(
                 suites, model, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                 max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
+                source_lang=source_lang, target_lang=target_lang,
             )
         store = open_store(db)
         try:
