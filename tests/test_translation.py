@@ -417,3 +417,34 @@ def test_tiny_model_end_to_end_on_the_bundled_sample(tiny_model: Path, sqlite_ur
     assert "from German into English" in first["requests"][0][0]["messages"][0][1]
     assert first["details"]["references"] == ["The house is small.", "The home is small."]
     assert first["details"]["hypothesis"] == extract_translation(first["completions"][0][0]["text"], first["input"]["src"])
+
+
+@pytest.mark.postgres
+def test_signatures_are_stored_on_postgres_too(tmp_path: Path, pg_url: str) -> None:
+    sources, refs, hyps, _ = CASES["single-ref"]
+    src = write_lines(tmp_path / "src.txt", sources)
+    ref = write_lines(tmp_path / "ref.txt", [r[0] for r in refs])
+    out = completions_from_lines(tmp_path / "out.jsonl", hyps)
+    _, metrics = run_translation(pg_url, src, out, {"refs": str(ref), "target_lang": "en", "bootstrap": 0, "metrics": "bleu"})
+    assert metrics["bleu"]["details"]["signature"].startswith("nrefs:1|case:mixed|eff:no|tok:13a")
+
+
+def test_yaml_config_with_a_list_of_reference_files(tmp_path: Path, sqlite_url: str) -> None:
+    sources, refs, hyps, _ = CASES["two-refs-with-empty-hypothesis"]
+    src = write_lines(tmp_path / "src.de", sources)
+    ref_a = write_lines(tmp_path / "a.en", [r[0] for r in refs])
+    ref_b = write_lines(tmp_path / "b.en", [r[1] for r in refs])
+    out = completions_from_lines(tmp_path / "out.jsonl", hyps)
+    config = tmp_path / "run.yaml"
+    config.write_text(
+        "suites:\n"
+        f"  - name: translation\n    data: {src}\n"
+        f"    options: {{source_lang: de, target_lang: en, refs: [{ref_a}, {ref_b}], metrics: [bleu], bootstrap: 0}}\n"
+        f"model: {{backend: file, completions: {out}}}\n",
+        encoding="utf-8",
+    )
+    result = CliRunner().invoke(app, ["run", "--config", str(config), "--db", sqlite_url, "--json"])
+    assert result.exit_code == 0, result.output
+    hyp = write_lines(tmp_path / "hyp.txt", hyps)
+    expected = cli_corpus(hyp, [ref_a, ref_b], "de-en")["bleu"][0]
+    assert json.loads(result.stdout)["runs"][0]["metrics"]["bleu"] == pytest.approx(expected, abs=1e-5)
