@@ -18,6 +18,7 @@ from typing import Any
 
 import yaml
 
+from harness.config import GenerationConfig
 from harness.datafiles import read_jsonl, read_text
 from harness.errors import ConfigError, DataError
 from harness.types import Completion, Message, MetricSpec, MetricValue, Request, Sample, SampleScore
@@ -100,9 +101,16 @@ class TranslationSuite(Suite):
         MetricSpec("comet", True, "COMET system score (mean of segment scores) against the first reference"),
     )
 
-    def __init__(self, options: Mapping[str, Any] | None = None, generation: Any = None) -> None:
+    def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
         opts = self.options
+        for key in ("source_lang", "target_lang"):
+            value = opts.get(key)
+            if value is not None and (not isinstance(value, str) or not value or "-" in value):
+                raise ConfigError(
+                    f"suite 'translation': option '{key}' must be a language code such as 'de' "
+                    f"(got {value!r}; quote codes like 'no' in YAML)"
+                )
         self.source_lang: str | None = opts.get("source_lang")
         self.target_lang: str | None = opts.get("target_lang")
         self.ref_files = _as_list(opts["refs"], "refs") if "refs" in opts else []

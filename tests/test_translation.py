@@ -270,6 +270,7 @@ def test_bad_jsonl_rows_name_file_line_and_field(tmp_path: Path, case: str) -> N
         ({"bootstrap": "many"}, "option 'bootstrap'"),
         ({"tokenize": "no-such-tokenizer"}, "no-such-tokenizer"),
         ({"languages": "de"}, "unknown option"),
+        ({"target_lang": False}, "quote codes like 'no' in YAML"),
         ({"comet": "true", "comet_env": "/nonexistent/comet-env"}, "harness comet setup"),
     ],
 )
