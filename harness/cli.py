@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from harness.commands.board import board
+from harness.commands.comet import comet_app
 from harness.commands.gate import compare, gate
 from harness.commands.models import models_app
 from harness.commands.monitor import monitor_app
@@ -31,6 +32,7 @@ app.command("gate")(gate)
 app.add_typer(monitor_app, name="monitor")
 app.command("rescore")(rescore)
 app.add_typer(safety_app, name="safety")
+app.add_typer(comet_app, name="comet")
 
 
 def main() -> None:

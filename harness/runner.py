@@ -209,6 +209,7 @@ class Runner:
         model = self.config.model
         ident = self.identity("model")
         data_hash = directory_hash(source) if Path(source).exists() else None
+        suite_identity = suite.identity()
         judge_fp = self.fingerprint("judge") if self.config.judge else None
         determining = {
             "suite": suite.name,
@@ -220,8 +221,8 @@ class Runner:
             "judge": judge_fp,
             "generation": self.config.generation.model_dump(),
         }
-        if suite.identity():
-            determining["suite_identity"] = suite.identity()
+        if suite_identity:  # only when present, so suites without side files keep their hashes
+            determining["suite_identity"] = suite_identity
         digest = config_hash(determining)
         record = {
             "name": self.config.run_name or f"{Path(model.path or model.completions or 'model').name}:{suite.name}",
@@ -239,7 +240,7 @@ class Runner:
                 "model": model.model_dump(exclude={"options"}),
                 "judge": self.config.judge.model_dump(exclude={"options"}) if self.config.judge else None,
                 "judge_fingerprint": judge_fp,
-                "suite_identity": suite.identity(),
+                "suite_identity": suite_identity,
             },
             "config_hash": digest,
             "fingerprint": self.fingerprint("model"),
@@ -255,6 +256,12 @@ class Runner:
     def run_suite(self, suite_cfg: SuiteConfig) -> SuiteResult:
         suite = create_suite(suite_cfg.name, suite_cfg.options, self.config.generation)
         suite.store = self.store
+        try:
+            return self._run_suite(suite, suite_cfg)
+        finally:
+            suite.close()
+
+    def _run_suite(self, suite: Suite, suite_cfg: SuiteConfig) -> SuiteResult:
         source = suite_cfg.data or suite.default_data()
         samples = suite.load(source)
         if suite_cfg.limit is not None:
@@ -344,11 +351,11 @@ class Runner:
                     answers[sid][-1].append(completion)
             active = still
             stage += 1
-        rows = []
-        for position, sample in batch:
-            score = suite.score(sample, answers[sample.id])
-            rows.append(_sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score))
-        return rows
+        scores = suite.score_batch([s for _, s in batch], [answers[s.id] for _, s in batch])
+        return [
+            _sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score)
+            for (position, sample), score in zip(batch, scores, strict=True)
+        ]
 
     def _aggregate(self, run_id: str, suite: Suite) -> list[MetricValue]:
         scores = [

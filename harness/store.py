@@ -279,6 +279,15 @@ Index("ix_metrics_name_value", metrics.c.name, metrics.c.value)
 Index("ix_alarms_created", alarms.c.created_at)
 Index("ix_train_runs_created", train_runs.c.created_at)
 Index("ix_sweeps_created", sweeps.c.created_at)
+# ---- metric details: how an aggregate was computed (e.g. sacrebleu signatures) -------------------
+
+metric_details = Table(
+    "metric_details",
+    metadata,
+    Column("run_id", String(32), primary_key=True),
+    Column("name", String(256), primary_key=True),
+    Column("details", JSON, nullable=False),  # e.g. {"signature": "nrefs:1|case:mixed|...", "score": "BLEU = ..."}
+)
 
 _RESUMABLE = ("running", "failed")
 _CHUNK = 500
@@ -424,8 +433,10 @@ class Store:
             )
 
     def finish_run(self, run_id: str, values: Iterable[MetricValue], **fields: Any) -> None:
+        values = list(values)
         with self.transaction() as conn:
             conn.execute(metrics.delete().where(metrics.c.run_id == run_id))
+            conn.execute(metric_details.delete().where(metric_details.c.run_id == run_id))
             rows = [
                 {
                     "run_id": run_id,
@@ -439,6 +450,9 @@ class Store:
             ]
             if rows:
                 conn.execute(metrics.insert(), rows)
+            detail_rows = [{"run_id": run_id, "name": m.name, "details": dict(m.details)} for m in values if m.details]
+            if detail_rows:
+                conn.execute(metric_details.insert(), detail_rows)
             conn.execute(
                 update(runs)
                 .where(runs.c.id == run_id)
@@ -482,9 +496,17 @@ class Store:
             return [dict(r) for r in conn.execute(query).mappings()]
 
     def run_metrics(self, run_id: str) -> list[dict[str, Any]]:
+        """Aggregates of one run; each row also has `details` ({} when the metric stored none)."""
         with self.engine.connect() as conn:
-            rows = conn.execute(select(metrics).where(metrics.c.run_id == run_id).order_by(metrics.c.name))
-            return [dict(r) for r in rows.mappings()]
+            rows = [dict(r) for r in conn.execute(
+                select(metrics).where(metrics.c.run_id == run_id).order_by(metrics.c.name)
+            ).mappings()]
+            extra = dict(
+                conn.execute(select(metric_details.c.name, metric_details.c.details).where(metric_details.c.run_id == run_id)).all()
+            )
+        for row in rows:
+            row["details"] = extra.get(row["name"]) or {}
+        return rows
 
     # ---- samples ----------------------------------------------------------------------------
 

@@ -146,10 +146,14 @@ class MetricSpec:
 
 @dataclass(frozen=True)
 class MetricValue:
-    """One aggregate number with its uncertainty and sample count."""
+    """One aggregate number with its uncertainty and sample count.
+
+    `details` carries what is needed to reproduce or read the number (e.g. sacrebleu's signature
+    string for a corpus-level BLEU); it is stored beside the metric, never folded into its value."""
 
     name: str
     value: float
     stderr: float | None = None
     n: int = 0
     higher_is_better: bool = True
+    details: Mapping[str, Any] = field(default_factory=dict)

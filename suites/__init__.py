@@ -14,6 +14,7 @@ SUITES: dict[str, str] = {
     "mtbench": "suites.mtbench:MTBenchSuite",
     "mtbench-pairwise": "suites.mtbench:MTBenchPairwiseSuite",
     "safety": "suites.safety:SafetySuite",
+    "translation": "suites.translation:TranslationSuite",
 }
 
 

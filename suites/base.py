@@ -12,6 +12,7 @@ import math
 from abc import ABC, abstractmethod
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from harness.config import GenerationConfig
@@ -58,8 +59,11 @@ class Suite(ABC):
         """Content hashes of side files the options point at (reference answers, judge prompts).
 
         The runner adds them to the run's identity, so editing such a file never resumes a stale run.
+        The default hashes `identity_files()`; suites with non-file identity override this.
         """
-        return {}
+        from harness.provenance import directory_hash
+
+        return {f: directory_hash(f) for f in self.identity_files() if Path(f).exists()}
 
     @abstractmethod
     def default_data(self) -> str:
@@ -76,6 +80,22 @@ class Suite(ABC):
     @abstractmethod
     def score(self, sample: Sample, completions: Sequence[Sequence[Completion]]) -> SampleScore:
         """Score one sample from all its answers (one list per stage)."""
+
+    def score_batch(
+        self, samples: Sequence[Sample], completions: Sequence[Sequence[Sequence[Completion]]]
+    ) -> list[SampleScore]:
+        """Score a batch of samples at once. The default scores each alone; suites whose scorer is
+        costly to call (a neural metric in another process) override this to send one batch."""
+        return [self.score(s, c) for s, c in zip(samples, completions, strict=True)]
+
+    def identity_files(self) -> Sequence[str]:
+        """Files besides the data source whose content determines the scores (reference files, a
+        local metric model). The runner hashes them into the run's identity, so editing one never
+        resumes a run scored against the old content."""
+        return ()
+
+    def close(self) -> None:  # noqa: B027 - optional hook, most suites hold nothing to release
+        """Release helpers the suite started (worker processes). Safe to call twice."""
 
     def sample_input(self, sample: Sample) -> dict[str, Any]:
         """What the store keeps as the sample's input (shown on the board, exported)."""

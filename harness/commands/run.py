@@ -68,9 +68,14 @@ def build_config(
     options: list[str],
     db: str | None,
     judge: ModelConfig | None = None,
+    source_lang: str | None = None,
+    target_lang: str | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
+    languages = {k: v for k, v in (("source_lang", source_lang), ("target_lang", target_lang)) if v}
+    if languages and "translation" not in suites:
+        raise ConfigError("--source-lang/--target-lang apply to the translation suite only")
     model_options: dict[str, Any] = {}
     if backend == "file" and completions and completions.startswith("run:"):
         model_options["db"] = resolve_db_url(db)
@@ -80,7 +85,15 @@ def build_config(
         raise ConfigError("--backend file needs --completions FILE.jsonl or --completions run:RUN_ID")
     try:
         return RunConfig(
-            suites=[SuiteConfig(name=s, data=per_suite.get(s), limit=limit, options=suite_options) for s in suites],
+            suites=[
+                SuiteConfig(
+                    name=s,
+                    data=per_suite.get(s),
+                    limit=limit,
+                    options=suite_options | languages if s == "translation" else suite_options,
+                )
+                for s in suites
+            ],
             model=ModelConfig(
                 path=model,
                 adapter=adapter,
@@ -179,6 +192,8 @@ def run(
     judge_option: Annotated[
         list[str] | None, typer.Option(help="Judge backend option KEY=VALUE (repeatable), e.g. base_url=URL.")
     ] = None,
+    source_lang: Annotated[str | None, typer.Option(help="translation: source language code, e.g. de.")] = None,
+    target_lang: Annotated[str | None, typer.Option(help="translation: target language code, e.g. en.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -198,6 +213,7 @@ def run(
                 build_config(
                     suites, m, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                     max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db, judge,
+                    source_lang=source_lang, target_lang=target_lang,
                 )
                 for m in (model or [None])  # type: ignore[list-item]
             ]

@@ -98,6 +98,9 @@ def show_run(
         for m in metric_rows:
             table.add_row(m["name"], f"{m['value']:.4f}", f"{m['stderr']:.4f}" if m["stderr"] is not None else "", str(m["n"]))
         out.print(table)
+        for m in metric_rows:
+            if m["details"].get("signature"):
+                out.print(f"{m['name']}: {m['details']['signature']}", highlight=False)
         for s in sample_rows:
             text = s["completions"][0][0].get("text", "") if s["completions"] and s["completions"][0] else ""
             out.print(f"[bold]{s['sample_id']}[/] {json.dumps(s['scores'])}\n  {text[:200]!r}")
