@@ -36,7 +36,9 @@ def suite_class(name: str) -> type[Suite]:
     try:
         module = importlib.import_module(module_name)
     except ImportError as exc:
-        raise ConfigError(f"suite '{name}' needs a package that is not installed ({exc.name}); pip install 'harness-eval[lm-eval]'") from None
+        raise ConfigError(
+            f"suite '{name}' needs a package that is not installed ({exc.name}); pip install 'harness-eval[lm-eval]'"
+        ) from None
     cls: type[Suite] = getattr(module, attr)
     return cls
 

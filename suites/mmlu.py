@@ -83,7 +83,7 @@ class MMLUSuite(Suite):
 
     def __init__(self, options: Mapping[str, Any] | None = None, generation: Any = None) -> None:
         super().__init__(options, generation)
-        self.num_fewshot = _int_option(self.options, "num_fewshot", 5, minimum=0)
+        self.num_fewshot: int = _int_option(self.options, "num_fewshot", 5, minimum=0) or 0
         self.per_subject_limit = _int_option(self.options, "per_subject_limit", None, minimum=1)
         self.subjects = self._subjects_option()
         self._prefix: dict[str, str] = {}
@@ -118,7 +118,8 @@ class MMLUSuite(Suite):
         for subject in wanted:
             shots = dev.get(subject, [])
             if len(shots) < self.num_fewshot:
-                raise DataError(source, None, None, f"subject '{subject}' has {len(shots)} dev questions, {self.num_fewshot}-shot needs more")
+                problem = f"subject '{subject}' has {len(shots)} dev questions, {self.num_fewshot}-shot needs more"
+                raise DataError(source, None, None, problem)
             self._prefix[subject] = fewshot_prefix(subject, shots[: self.num_fewshot])
             rows = test[subject][: self.per_subject_limit] if self.per_subject_limit else test[subject]
             for index, row in enumerate(rows):
@@ -309,8 +310,9 @@ def write_lmeval_tasks(source: str, out_dir: str | Path, subjects: Sequence[str]
                        per_subject_limit: int | None = None) -> list[str]:
     """Write MMLU from `source` as per-subject parquet files plus lm-eval task YAMLs that include
     lm-eval's own built-in subject definitions (prompt, description, few-shot sampler, metric) and
-    only point the data at these files. Returns the task names (`mmlu_local_SUBJECT`); pass
-    `out_dir` as lm-eval's include path. Needs lm-eval installed (its task folder is referenced)."""
+    only point the data at these files. Returns the task names (`mmlu_local_SUBJECT`; the group
+    `mmlu_local` weights them by size like lm-eval's `mmlu`); pass `out_dir` as lm-eval's include
+    path. Needs lm-eval installed (its task folder is referenced)."""
     import lm_eval
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -341,4 +343,10 @@ def write_lmeval_tasks(source: str, out_dir: str | Path, subjects: Sequence[str]
             encoding="utf-8",
         )
         names.append(name)
+    group = "\n".join(f"  - {n}" for n in names)
+    (out / "mmlu_local.yaml").write_text(
+        f"group: mmlu_local\ntask:\n{group}\naggregate_metric_list:\n  - metric: acc\n    weight_by_size: true\n"
+        "metadata:\n  version: 2\n",
+        encoding="utf-8",
+    )
     return names

@@ -65,9 +65,16 @@ def build_config(
     tags: list[str],
     options: list[str],
     db: str | None,
+    num_fewshot: int | None = None,
+    include_path: str | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
+    # Shorthands for suite options (mmlu and lm-eval:TASK take them; other suites reject them).
+    if num_fewshot is not None:
+        suite_options["num_fewshot"] = num_fewshot
+    if include_path is not None:
+        suite_options["include_path"] = include_path
     model_options: dict[str, Any] = {}
     if backend == "file" and completions and completions.startswith("run:"):
         model_options["db"] = resolve_db_url(db)
@@ -130,6 +137,8 @@ def run(
     run_name: Annotated[str | None, typer.Option(help="Human label for the run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable); the gate selects by tag.")] = None,
     option: Annotated[list[str] | None, typer.Option(help="Suite option KEY=VALUE (repeatable).")] = None,
+    num_fewshot: Annotated[int | None, typer.Option(min=0, help="Few-shot examples (mmlu, lm-eval:TASK).")] = None,
+    include_path: Annotated[str | None, typer.Option(help="Folder of lm-eval task YAMLs (lm-eval:TASK).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -146,6 +155,7 @@ def run(
             run_config = build_config(
                 suites, model, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                 max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
+                num_fewshot, include_path,
             )
         store = open_store(db)
         try:
