@@ -286,7 +286,9 @@ class HFBackend(Backend):
                 shared = 0
             families.append((shared, members))
             i = j
-        return families
+        # Rows that share nothing are batched together (by length), as lm-eval batches them.
+        alone = [r for shared, members in families if shared == 0 for r in members]
+        return [f for f in families if f[0] > 0] + ([(0, alone)] if alone else [])
 
     def _can_share_prefix(self) -> bool:
         """Prefix caching is exact for plain decoder attention; prompt-learning adapters and
