@@ -13,6 +13,7 @@ up (lm-eval issue #1525).
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections import defaultdict
@@ -333,13 +334,14 @@ def write_lmeval_tasks(source: str, out_dir: str | Path, subjects: Sequence[str]
             pq.write_table(table, files[split])
         name = f"mmlu_local_{subject}"
         (out / f"{name}.yaml").write_text(
-            f"include: {builtin / f'mmlu_{subject}.yaml'}\n"
+            # Paths as JSON strings, which YAML reads verbatim (spaces, colons).
+            f"include: {json.dumps(str(builtin / f'mmlu_{subject}.yaml'))}\n"
             f"task: {name}\n"
             "tag: null\n"
             f"task_alias: {subject}\n"
             "dataset_path: parquet\n"
             "dataset_name: null\n"
-            f"dataset_kwargs:\n  data_files:\n    dev: {files['dev']}\n    test: {files['test']}\n",
+            f"dataset_kwargs:\n  data_files:\n    dev: {json.dumps(str(files['dev']))}\n    test: {json.dumps(str(files['test']))}\n",
             encoding="utf-8",
         )
         names.append(name)

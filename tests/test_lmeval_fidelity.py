@@ -141,7 +141,7 @@ def test_harness_lm_adapter_in_lmevals_own_evaluator(subset: dict[str, Any], tin
 
 def test_unknown_lmeval_task_lists_close_matches(subset: dict[str, Any]) -> None:
     suite = create_suite("lm-eval:mmlu_local_world_religion", {"include_path": str(subset["tasks_dir"])})
-    with pytest.raises(ConfigError, match="unknown lm-eval task 'mmlu_local_world_religion'. Close matches: mmlu_local_world_religions"):
+    with pytest.raises(ConfigError, match=r"unknown lm-eval task 'mmlu_local_world_religion'\. Close matches: mmlu_local_world_religions"):
         suite.load(suite.default_data())
 
 
@@ -149,7 +149,8 @@ def test_unknown_lmeval_task_lists_close_matches(subset: dict[str, Any]) -> None
 def test_all_57_subjects_equal_lmeval(tiny_model: Path, tmp_path: Path) -> None:
     """Every subject, the first 2 test questions of each (114 questions; the full set runs in
     benchmarks/mmlu_vs_lmeval.py): same per-subject accuracy as lm-eval."""
-    from suites.mmlu import SUBJECTS as ALL, write_lmeval_tasks
+    from suites.mmlu import SUBJECTS as ALL
+    from suites.mmlu import write_lmeval_tasks
 
     names = write_lmeval_tasks(str(MMLU), tmp_path / "tasks", None, 2)
     assert len(names) == len(ALL) == 57

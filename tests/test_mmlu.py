@@ -85,7 +85,7 @@ def test_bad_csv_row_exits_2_on_the_cli(tmp_path: Path, tiny_model: Path) -> Non
 
 def test_cells_with_unicode_line_separators_stay_one_row(tmp_path: Path) -> None:
     root = _write_csv(tmp_path / "m", "management", [GOOD] * 5, ["Functional structures help to create\u0085...,a,b,c,d,B\r"])
-    dev, test = load_mmlu(str(root))
+    _, test = load_mmlu(str(root))
     assert test["management"][0]["question"] == "Functional structures help to create\u0085..."
     assert test["management"][0]["answer"] == 1
 
