@@ -94,7 +94,7 @@ class Runner:
                     ident["completions_hash"] = directory_hash(src)
             else:
                 if cfg.path and cfg.backend == "hf":
-                    from harness.backends.hf import check_adapter_path, check_model_path
+                    from harness.backends.paths import check_adapter_path, check_model_path
 
                     check_model_path(cfg.path)
                     check_adapter_path(cfg.adapter)

@@ -7,47 +7,20 @@ continuation) so scores match lm-eval's HF model on the same inputs.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness.backends import resolved_dtype
 from harness.backends.base import Backend
+from harness.backends.paths import check_adapter_path, check_model_path, looks_local  # noqa: F401 - re-exported
 from harness.config import ModelConfig
 from harness.errors import BackendError, ConfigError
 from harness.types import Completion, Request, sha256_text
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def looks_local(path: str) -> bool:
-    """A path the user clearly meant as a directory (so a missing one is an error, not a hub lookup)."""
-    return path.startswith((".", "/", "~")) or path.count("/") >= 2 or Path(path).exists()
-
-
-def check_model_path(path: str | None) -> str:
-    """Fail early, with the path in the message, when a local model directory is missing."""
-    if not path:
-        raise ConfigError("no model given: pass --model PATH_OR_HUB_ID")
-    expanded = os.path.expanduser(path)
-    if looks_local(path) and not Path(expanded).is_dir():
-        raise ConfigError(f"model directory '{path}' does not exist")
-    return expanded
-
-
-def check_adapter_path(adapter: str | None) -> str | None:
-    if adapter is None:
-        return None
-    expanded = os.path.expanduser(adapter)
-    if not Path(expanded).is_dir():
-        raise ConfigError(f"adapter directory '{adapter}' does not exist")
-    if not (Path(expanded) / "adapter_config.json").is_file():
-        raise ConfigError(f"'{adapter}' is not a PEFT adapter (no adapter_config.json)")
-    return expanded
 
 
 def render_messages(tokenizer: Any, request: Request) -> str:
@@ -239,6 +212,11 @@ class HFBackend(Backend):
         for ctx, cont in pairs:
             if not cont:
                 raise BackendError("log-likelihood request with an empty continuation")
+            if len(cont) > self.max_length:
+                raise BackendError(
+                    f"continuation of {len(cont)} tokens is longer than the model's context ({self.max_length}); "
+                    "scoring it in rolling windows is not supported"
+                )
             row = tuple((ctx + cont)[-(self.max_length + 1) :][:-1])
             start = len(row) - len(cont)
             rows[row] = min(start, rows.get(row, start))
