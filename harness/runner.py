@@ -308,7 +308,7 @@ class Runner:
     def _aggregate(self, run_id: str, suite: Suite) -> list[MetricValue]:
         scores = [
             SampleScore(r["sample_id"], r["scores"], tuple(r["groups"]), r["details"])
-            for r in self.store.run_samples(run_id)
+            for r in self.store.run_scores(run_id)
         ]
         return suite.aggregate(scores)
 
