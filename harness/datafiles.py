@@ -7,6 +7,7 @@ dropped.
 from __future__ import annotations
 
 import csv
+import io
 import json
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -57,7 +58,8 @@ def read_json(path: str | Path) -> Any:
 def read_csv(path: str | Path, header: bool = True) -> Iterator[tuple[int, list[str] | dict[str, str]]]:
     """Yield (line number, row) from a CSV; rows are dicts when the file has a header."""
     text = read_text(path)
-    reader = csv.reader(text.splitlines(keepends=True))
+    # Not str.splitlines: it also breaks at U+0085 and U+2028, which occur inside real cells (MMLU).
+    reader = csv.reader(io.StringIO(text, newline=""))
     columns: list[str] | None = None
     for row in reader:
         number = reader.line_num

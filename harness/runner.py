@@ -100,7 +100,7 @@ class Runner:
                     ident["completions_hash"] = directory_hash(src)
             else:
                 if cfg.path and cfg.backend == "hf":
-                    from harness.backends.hf import check_adapter_path, check_model_path
+                    from harness.backends.paths import check_adapter_path, check_model_path
 
                     check_model_path(cfg.path)
                     check_adapter_path(cfg.adapter)
@@ -360,7 +360,7 @@ class Runner:
     def _aggregate(self, run_id: str, suite: Suite) -> list[MetricValue]:
         scores = [
             SampleScore(r["sample_id"], r["scores"], tuple(r["groups"]), r["details"])
-            for r in self.store.run_samples(run_id)
+            for r in self.store.run_scores(run_id)
         ]
         return suite.aggregate(scores)
 

@@ -522,6 +522,13 @@ class Store:
         with self.engine.connect() as conn:
             return [dict(r) for r in conn.execute(query).mappings()]
 
+    def run_scores(self, run_id: str) -> list[dict[str, Any]]:
+        """Per-sample scores, groups and details only (aggregation needs no prompts or answers)."""
+        cols = (samples.c.sample_id, samples.c.scores, samples.c.groups, samples.c.details)
+        query = select(*cols).where(samples.c.run_id == run_id).order_by(samples.c.position)
+        with self.engine.connect() as conn:
+            return [dict(r) for r in conn.execute(query).mappings()]
+
     def count_samples(self, run_id: str) -> int:
         with self.engine.connect() as conn:
             return int(

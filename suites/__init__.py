@@ -15,21 +15,42 @@ SUITES: dict[str, str] = {
     "mtbench-pairwise": "suites.mtbench:MTBenchPairwiseSuite",
     "safety": "suites.safety:SafetySuite",
     "translation": "suites.translation:TranslationSuite",
+    "mmlu": "suites.mmlu:MMLUSuite",
+}
+
+#: Name prefixes that select a family of suites; the rest of the name is passed to the class.
+SUITE_PREFIXES: dict[str, str] = {
+    "lm-eval:": "suites.lm_eval_task:LmEvalSuite",
 }
 
 
 def suite_class(name: str) -> type[Suite]:
     """The class registered under `name`; unknown names get close matches in the error."""
-    try:
+    prefix = next((p for p in SUITE_PREFIXES if name.startswith(p)), None)
+    if prefix is not None:
+        target = SUITE_PREFIXES[prefix]
+    elif name in SUITES:
         target = SUITES[name]
-    except KeyError:
+    else:
         close = difflib.get_close_matches(name, list(SUITES), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        raise ConfigError(f"unknown suite '{name}' (known: {', '.join(sorted(SUITES))}).{hint}") from None
+        known = ", ".join([*sorted(SUITES), *(f"{p}TASK" for p in SUITE_PREFIXES)])
+        raise ConfigError(f"unknown suite '{name}' (known: {known}).{hint}")
     module_name, _, attr = target.partition(":")
-    cls: type[Suite] = getattr(importlib.import_module(module_name), attr)
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise ConfigError(
+            f"suite '{name}' needs a package that is not installed ({exc.name}); pip install 'harness-eval[lm-eval]'"
+        ) from None
+    cls: type[Suite] = getattr(module, attr)
     return cls
 
 
 def create_suite(name: str, options: dict[str, object] | None = None, generation: GenerationConfig | None = None) -> Suite:
-    return suite_class(name)(options, generation)
+    """Instantiate a suite; prefixed names (`lm-eval:TASK`) pass the rest of the name along."""
+    cls = suite_class(name)
+    prefix = next((p for p in SUITE_PREFIXES if name.startswith(p)), None)
+    if prefix is not None:
+        return cls.for_name(name[len(prefix) :], options, generation)  # type: ignore[attr-defined, no-any-return]
+    return cls(options, generation)

@@ -45,6 +45,8 @@ def resolved_dtype(config: ModelConfig) -> str:
     """`auto` made concrete, so a CPU float32 answer is never served from a GPU bfloat16 cache."""
     if config.dtype != "auto" or config.backend == "file":
         return config.dtype
+    if config.device == "cpu":
+        return "float32"  # without importing torch (a cached rerun needs no model)
     try:
         import torch
     except ImportError:

@@ -7,47 +7,20 @@ continuation) so scores match lm-eval's HF model on the same inputs.
 
 from __future__ import annotations
 
-import os
 from collections import defaultdict
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 
 from harness.backends import resolved_dtype
 from harness.backends.base import Backend
+from harness.backends.paths import check_adapter_path, check_model_path, looks_local  # noqa: F401 - re-exported
 from harness.config import ModelConfig
 from harness.errors import BackendError, ConfigError
 from harness.types import Completion, Request, sha256_text
 
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-def looks_local(path: str) -> bool:
-    """A path the user clearly meant as a directory (so a missing one is an error, not a hub lookup)."""
-    return path.startswith((".", "/", "~")) or path.count("/") >= 2 or Path(path).exists()
-
-
-def check_model_path(path: str | None) -> str:
-    """Fail early, with the path in the message, when a local model directory is missing."""
-    if not path:
-        raise ConfigError("no model given: pass --model PATH_OR_HUB_ID")
-    expanded = os.path.expanduser(path)
-    if looks_local(path) and not Path(expanded).is_dir():
-        raise ConfigError(f"model directory '{path}' does not exist")
-    return expanded
-
-
-def check_adapter_path(adapter: str | None) -> str | None:
-    if adapter is None:
-        return None
-    expanded = os.path.expanduser(adapter)
-    if not Path(expanded).is_dir():
-        raise ConfigError(f"adapter directory '{adapter}' does not exist")
-    if not (Path(expanded) / "adapter_config.json").is_file():
-        raise ConfigError(f"'{adapter}' is not a PEFT adapter (no adapter_config.json)")
-    return expanded
 
 
 def render_messages(tokenizer: Any, request: Request) -> str:
@@ -99,6 +72,9 @@ class HFBackend(Backend):
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         self.max_length = config.max_length or self._model_max_length()
+        self._prefix_ok: bool | None = None
+        self._accepts_logits_to_keep: bool | None = None
+        self._last_prefix: tuple[tuple[int, ...], Any] | None = None
 
     @staticmethod
     def _pick_device(device: str) -> torch.device:
@@ -182,51 +158,189 @@ class HFBackend(Backend):
         ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
         return ids
 
+    def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
+        """Batch encoding (the Rust tokenizer runs it on every core)."""
+        if not texts:
+            return []
+        ids: list[list[int]] = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
+        return ids
+
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """lm-eval's rule: whitespace at the end of the context belongs to the continuation."""
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self._encode(context + continuation)
-        ctx = self._encode(context)
-        if not ctx:
-            prefix = self.tokenizer.bos_token_id
-            if prefix is None:
-                prefix = self.tokenizer.eos_token_id
-            return [prefix], self._encode(continuation)
-        return ctx, whole[len(ctx) :]
+        return self.encode_pairs([(context, continuation)])[0]
+
+    def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
+        """lm-eval's `_encode_pair` for many requests: trailing context whitespace moves into the
+        continuation; the whole text is encoded and split at the length of the encoded context.
+        Each distinct context is encoded once (MMLU's four letters share one)."""
+        moved = []
+        for context, continuation in pairs:
+            n_spaces = len(context) - len(context.rstrip())
+            if n_spaces > 0:
+                continuation = context[-n_spaces:] + continuation
+                context = context[:-n_spaces]
+            moved.append((context, continuation))
+        contexts = list(dict.fromkeys(c for c, _ in moved if c))
+        ctx_ids = dict(zip(contexts, self._encode_many(contexts), strict=True))
+        wholes = self._encode_many([c + k for c, k in moved if c])
+        empty_conts = self._encode_many([k for c, k in moved if not c])
+        out: list[tuple[list[int], list[int]]] = []
+        whole_it, empty_it = iter(wholes), iter(empty_conts)
+        for context, _ in moved:
+            if not context:
+                prefix = self.tokenizer.bos_token_id
+                if prefix is None:
+                    prefix = self.tokenizer.eos_token_id
+                out.append(([prefix], next(empty_it)))
+                continue
+            ctx = ctx_ids[context]
+            out.append((ctx, next(whole_it)[len(ctx) :]))
+        return out
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
-        pairs = [self.encode_pair(r.prompt or "", r.continuation or "") for r in requests]
-        order = sorted(range(len(requests)), key=lambda i: -(len(pairs[i][0]) + len(pairs[i][1])))
-        out: list[Completion | None] = [None] * len(requests)
-        for start in range(0, len(order), self.config.batch_size):
-            batch = order[start : start + self.config.batch_size]
-            for i, result in zip(batch, self._loglikelihood_batch([pairs[i] for i in batch]), strict=True):
-                out[i] = result
-        return [c for c in out if c is not None]
+        """Score continuations as lm-eval's HF model does, with less work for the same numbers.
 
-    def _loglikelihood_batch(self, pairs: list[tuple[list[int], list[int]]]) -> list[Completion]:
-        rows = []
+        The model input of a request is `(context + continuation)[-(max_length + 1):][:-1]`, exactly
+        as in lm-eval. Requests with the same input (MMLU's four one-token letters) share one forward
+        pass; inputs that share a long token prefix (a few-shot header) run it once and attend to its
+        cached keys and values; only the positions that score a continuation go through the output
+        layer and the softmax.
+        """
+        pairs = self.encode_pairs([(r.prompt or "", r.continuation or "") for r in requests])
+        rows: dict[tuple[int, ...], int] = {}  # model input -> first position whose logits are needed
+        keys: list[tuple[int, ...]] = []
         for ctx, cont in pairs:
             if not cont:
                 raise BackendError("log-likelihood request with an empty continuation")
-            rows.append((ctx + cont)[-(self.max_length + 1) :][:-1])
-        width = max(len(r) for r in rows)
-        pad = self.tokenizer.pad_token_id
-        input_ids = torch.tensor([r + [pad] * (width - len(r)) for r in rows], device=self.device)
-        attention = torch.tensor([[1] * len(r) + [0] * (width - len(r)) for r in rows], device=self.device)
-        with torch.inference_mode():
-            logits = self.model(input_ids=input_ids, attention_mask=attention).logits.float()
-        logprobs = torch.log_softmax(logits, dim=-1)
-        results = []
-        for row, (row_ids, (_, cont)) in enumerate(zip(rows, pairs, strict=True)):
-            end = len(row_ids)
-            start = end - len(cont)
-            piece = logprobs[row, start:end]
-            target = torch.tensor(cont, device=self.device)
+            if len(cont) > self.max_length:
+                raise BackendError(
+                    f"continuation of {len(cont)} tokens is longer than the model's context ({self.max_length}); "
+                    "scoring it in rolling windows is not supported"
+                )
+            row = tuple((ctx + cont)[-(self.max_length + 1) :][:-1])
+            start = len(row) - len(cont)
+            rows[row] = min(start, rows.get(row, start))
+            keys.append(row)
+        logprobs = self._row_logprobs(rows)
+        out = []
+        for row, (_, cont) in zip(keys, pairs, strict=True):
+            scores = logprobs[row]
+            piece = scores[scores.shape[0] - len(cont) :]
+            target = torch.tensor(cont, device=piece.device)
             total = piece.gather(1, target[:, None]).sum().item()
             greedy = bool((piece.argmax(dim=-1) == target).all().item())
-            results.append(Completion(logprob=float(total), is_greedy=greedy))
-        return results
+            out.append(Completion(logprob=float(total), is_greedy=greedy))
+        return out
+
+    def _row_logprobs(self, rows: dict[tuple[int, ...], int]) -> dict[tuple[int, ...], torch.Tensor]:
+        """Log-softmax at positions `start..len(row)-1` of every row, batched by shared prefix."""
+        result: dict[tuple[int, ...], torch.Tensor] = {}
+        for prefix_len, family in self._prefix_families(rows):
+            ordered = sorted(family, key=len, reverse=True)
+            for begin in range(0, len(ordered), self.config.batch_size):
+                batch = ordered[begin : begin + self.config.batch_size]
+                starts = [rows[r] for r in batch]
+                result.update(zip(batch, self._forward_rows(batch, starts, prefix_len), strict=True))
+        return result
+
+    def _prefix_families(self, rows: dict[tuple[int, ...], int]) -> list[tuple[int, list[tuple[int, ...]]]]:
+        """Rows grouped by a common token prefix of at least `_MIN_PREFIX` tokens.
+
+        In lexicographic order the common prefix of a run of rows is that of its first and last
+        row, so one pass finds the families. The shared length stops before the first scored
+        position of every member, so each suffix still produces all the logits it needs.
+        """
+        ordered = sorted(rows)
+        families: list[tuple[int, list[tuple[int, ...]]]] = []
+        i = 0
+        while i < len(ordered):
+            j = i + 1
+            while j < len(ordered) and _common_prefix(ordered[i], ordered[j]) >= _MIN_PREFIX:
+                j += 1
+            members = ordered[i:j]
+            shared = _common_prefix(members[0], members[-1]) if len(members) > 1 else 0
+            shared = min([shared, *(rows[r] for r in members)])
+            if shared < _MIN_PREFIX or not self._can_share_prefix():
+                shared = 0
+            families.append((shared, members))
+            i = j
+        # Rows that share nothing are batched together (by length), as lm-eval batches them.
+        alone = [r for shared, members in families if shared == 0 for r in members]
+        return [f for f in families if f[0] > 0] + ([(0, alone)] if alone else [])
+
+    def _can_share_prefix(self) -> bool:
+        """Prefix caching is exact for plain decoder attention; prompt-learning adapters and
+        models without a dynamic KV cache take the ordinary path."""
+        if self._prefix_ok is None:
+            peft_config = getattr(self.model, "active_peft_config", None)
+            self._prefix_ok = not bool(getattr(peft_config, "is_prompt_learning", False)) and self._supports_cache()
+        return self._prefix_ok
+
+    def _supports_cache(self) -> bool:
+        try:
+            from transformers import DynamicCache
+            from transformers.cache_utils import DynamicLayer
+        except ImportError:
+            return False
+        with torch.inference_mode():
+            probe = torch.tensor([[self.tokenizer.pad_token_id or 0] * 2], device=self.device)
+            past = self.model(input_ids=probe, use_cache=True).past_key_values
+        layers = getattr(past, "layers", None)
+        return isinstance(past, DynamicCache) and bool(layers) and all(type(layer) is DynamicLayer for layer in layers or [])
+
+    def _prefix_cache(self, prefix: tuple[int, ...]) -> Any:
+        """The KV cache of `prefix` (batch 1); the last one is kept, since consecutive calls of a
+        run usually continue the same subject."""
+        if self._last_prefix is not None and self._last_prefix[0] == prefix:
+            return self._last_prefix[1]
+        with torch.inference_mode():
+            ids = torch.tensor([list(prefix)], device=self.device)
+            past = self.model(input_ids=ids, use_cache=True, **self._keep_kwargs(torch.tensor([0]))).past_key_values
+        self._last_prefix = (prefix, past)
+        return past
+
+    def _keep_kwargs(self, positions: torch.Tensor) -> dict[str, Any]:
+        if self._accepts_logits_to_keep is None:
+            import inspect
+
+            base = self.model.get_base_model() if hasattr(self.model, "get_base_model") else self.model
+            self._accepts_logits_to_keep = "logits_to_keep" in inspect.signature(base.forward).parameters
+        return {"logits_to_keep": positions.to(self.device)} if self._accepts_logits_to_keep else {}
+
+    def _forward_rows(self, batch: list[tuple[int, ...]], starts: list[int], prefix_len: int) -> list[torch.Tensor]:
+        """One forward pass over right-padded rows (after a shared cached prefix, if any)."""
+        import copy
+
+        suffixes = [r[prefix_len:] for r in batch]
+        width = max(len(s) for s in suffixes)
+        pad = self.tokenizer.pad_token_id
+        input_ids = torch.tensor([list(s) + [pad] * (width - len(s)) for s in suffixes], device=self.device)
+        # Right padding needs no attention mask: a causal model never looks at later positions.
+        wanted = sorted({p for row, start in zip(batch, starts, strict=True) for p in range(start - prefix_len, len(row) - prefix_len)})
+        kwargs = self._keep_kwargs(torch.tensor(wanted))
+        if prefix_len:
+            past = copy.deepcopy(self._prefix_cache(batch[0][:prefix_len]))
+            past.batch_repeat_interleave(len(batch))
+            kwargs.update(past_key_values=past, use_cache=True)
+        try:
+            with torch.inference_mode():
+                logits = self.model(input_ids=input_ids, **kwargs).logits
+        except torch.OutOfMemoryError as exc:
+            raise BackendError(f"out of memory scoring a batch of {len(batch)}; lower --batch-size") from exc
+        index = {p: i for i, p in enumerate(wanted)} if "logits_to_keep" in kwargs else {p: p for p in wanted}
+        out = []
+        for b, (row, start) in enumerate(zip(batch, starts, strict=True)):
+            cols = torch.tensor([index[p] for p in range(start - prefix_len, len(row) - prefix_len)], device=logits.device)
+            out.append(torch.log_softmax(logits[b, cols].float(), dim=-1))
+        return out
+
+
+_MIN_PREFIX = 32
+
+
+def _common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i

@@ -70,12 +70,19 @@ def build_config(
     judge: ModelConfig | None = None,
     source_lang: str | None = None,
     target_lang: str | None = None,
+    num_fewshot: int | None = None,
+    include_path: str | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
     languages = {k: v for k, v in (("source_lang", source_lang), ("target_lang", target_lang)) if v}
     if languages and "translation" not in suites:
         raise ConfigError("--source-lang/--target-lang apply to the translation suite only")
+    # Shorthands for suite options (mmlu and lm-eval:TASK take them; other suites reject them).
+    if num_fewshot is not None:
+        suite_options["num_fewshot"] = num_fewshot
+    if include_path is not None:
+        suite_options["include_path"] = include_path
     model_options: dict[str, Any] = {}
     if backend == "file" and completions and completions.startswith("run:"):
         model_options["db"] = resolve_db_url(db)
@@ -194,6 +201,8 @@ def run(
     ] = None,
     source_lang: Annotated[str | None, typer.Option(help="translation: source language code, e.g. de.")] = None,
     target_lang: Annotated[str | None, typer.Option(help="translation: target language code, e.g. en.")] = None,
+    num_fewshot: Annotated[int | None, typer.Option(min=0, help="Few-shot examples (mmlu, lm-eval:TASK).")] = None,
+    include_path: Annotated[str | None, typer.Option(help="Folder of lm-eval task YAMLs (lm-eval:TASK).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -213,7 +222,7 @@ def run(
                 build_config(
                     suites, m, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                     max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db, judge,
-                    source_lang=source_lang, target_lang=target_lang,
+                    source_lang=source_lang, target_lang=target_lang, num_fewshot=num_fewshot, include_path=include_path,
                 )
                 for m in (model or [None])  # type: ignore[list-item]
             ]
