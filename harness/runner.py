@@ -187,6 +187,10 @@ class Runner:
             "judge": judge_fp,
             "generation": self.config.generation.model_dump(),
         }
+        if self.config.train_run_id is not None:
+            # A checkpoint scored for a training run is its own run (keyed by run and step); its
+            # answers still come from the cache when the same weights were scored before.
+            determining["train"] = [self.config.train_run_id, self.config.step]
         digest = config_hash(determining)
         record = {
             "name": self.config.run_name or f"{Path(model.path or model.completions or 'model').name}:{suite.name}",
@@ -213,6 +217,8 @@ class Runner:
             "git_revision": git_revision(),
             "versions": library_versions() | {"python": sys.version.split()[0]},
             "trust_remote_code": model.trust_remote_code,
+            "train_run_id": self.config.train_run_id,
+            "step": self.config.step,
         }
         return digest, record
 

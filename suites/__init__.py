@@ -11,6 +11,7 @@ from suites.base import Suite
 
 SUITES: dict[str, str] = {
     "rag-extraction": "suites.rag_extraction:RagExtractionSuite",
+    "attribute-extraction": "suites.attribute_extraction:AttributeExtractionSuite",
 }
 
 
