@@ -2,7 +2,7 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
-EXTRAS ?= dev
+EXTRAS ?= dev,finetune
 DB ?= demo.db
 
 .PHONY: demo test lint setup clean
@@ -20,6 +20,8 @@ setup: $(BIN)/harness
 demo: setup
 	$(BIN)/harness models make-tiny .tiny/model
 	$(BIN)/harness run rag-extraction --model .tiny/model --db $(DB) --run-name demo-tiny-base --tag demo
+	# Fine-tune the tiny model on the bundled product data; the base model (step 0) and every checkpoint are scored.
+	$(BIN)/harness finetune harness/finetune/examples/demo.yaml --db $(DB)
 	$(BIN)/harness runs list --db $(DB)
 
 test: setup
@@ -30,4 +32,4 @@ lint: setup
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .tiny $(DB)
+	rm -rf $(VENV) .tiny $(DB) checkpoints

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 
+from harness.commands.finetune import finetune, sweep
 from harness.commands.models import models_app
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
@@ -18,6 +19,8 @@ app = typer.Typer(
 
 app.command("run")(run)
 app.command("export")(export)
+app.command("finetune")(finetune)
+app.command("sweep")(sweep)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 

@@ -9,6 +9,7 @@ are compared after lower-casing and collapsing whitespace.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,8 @@ from harness.types import Completion, Message, MetricSpec, Request, Sample, Samp
 from suites.base import Suite
 
 DATA_DIR = Path(__file__).parent / "data"
+
+_WORD = re.compile(r"[a-z0-9.\-]+")
 
 INSTRUCTION = "Extract the product attributes as JSON."
 
@@ -61,6 +64,14 @@ def field_f1(gold: Mapping[str, str], predicted: Mapping[str, str] | None) -> fl
     return 2 * precision * recall / (precision + recall)
 
 
+def value_recall(gold: Mapping[str, str], text: str) -> float:
+    """Share of gold values that occur as whole words in the raw answer, JSON or not."""
+    if not gold:
+        return 1.0
+    words = " " + " ".join(_WORD.findall(text.lower())) + " "
+    return sum(f" {_norm(v)} " in words for v in gold.values()) / len(gold)
+
+
 class AttributeExtractionSuite(Suite):
     name = "attribute-extraction"
     version = "1.0"
@@ -69,6 +80,7 @@ class AttributeExtractionSuite(Suite):
         MetricSpec("field_f1", True, "F1 over (attribute, value) pairs of the first JSON object"),
         MetricSpec("exact_match", True, "every attribute right and nothing extra"),
         MetricSpec("valid_json", True, "the answer contains a JSON object"),
+        MetricSpec("value_recall", True, "share of gold values present anywhere in the answer (partial credit early in training)"),
     )
 
     def default_data(self) -> str:
@@ -115,5 +127,6 @@ class AttributeExtractionSuite(Suite):
             "field_f1": field_f1(gold, predicted),
             "exact_match": float(predicted == gold),
             "valid_json": float(predicted is not None),
+            "value_recall": value_recall(gold, completions[0][0].text),
         }
         return SampleScore(sample.id, scores, details={"predicted": predicted, "gold": gold})
