@@ -177,7 +177,7 @@ class Runner:
         ident = self.identity("model")
         data_hash = directory_hash(source) if Path(source).exists() else None
         judge_fp = self.fingerprint("judge") if self.config.judge else None
-        determining = {
+        determining: dict[str, Any] = {
             "suite": suite.name,
             "suite_version": suite.version,
             "options": suite_cfg.options,

@@ -85,7 +85,7 @@ def test_data_efficiency_report_bootstrap_interval_brackets_the_fit() -> None:
 def test_sweep_config_errors_name_the_field(tiny_model: Path) -> None:
     base = {"model": str(tiny_model), "train_data": TRAIN}
     bad = SweepConfig(base=base, space={"lora.rank": {"type": "int", "low": 2, "high": 8}}, validation={"name": "attribute-extraction"})
-    with pytest.raises(ConfigError, match="space.lora.rank"):
+    with pytest.raises(ConfigError, match=r"space\.lora\.rank"):
         check_config(bad)
     with pytest.raises(ValueError, match="low <= high"):
         SweepConfig(base=base, space={"learning_rate": {"type": "float", "low": 1, "high": 0}}, validation={"name": "x"})

@@ -29,7 +29,7 @@ class LoraSettings(_Strict):
     """Adapter shape for lora, dora and qlora (ignored by full and half)."""
 
     r: int = Field(8, ge=1, description="Rank of the low-rank update.")
-    alpha: float = Field(16.0, gt=0, description="Scaling numerator; the update is scaled by alpha / r.")
+    alpha: int = Field(16, gt=0, description="Scaling numerator; the update is scaled by alpha / r.")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the adapter input.")
     target_modules: list[str] | Literal["all-linear"] = Field(
         "all-linear", description="Module names to adapt, or all-linear (every linear layer but the output head)."

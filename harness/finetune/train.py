@@ -109,7 +109,7 @@ def transformer_blocks(model: Any) -> Sequence[Any]:
     """The model's stack of transformer blocks: the longest ModuleList in it."""
     import torch
 
-    lists = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
+    lists: list[Any] = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
     if not lists:
         raise ConfigError("method: half needs a model with a list of transformer blocks; none found")
     return max(lists, key=len)
@@ -163,7 +163,7 @@ def load_for_training(config: FinetuneConfig, device: str, dtype: str) -> tuple[
         # weights and use bf16 autocast on CUDA (the Trainer's bf16 flag).
         kwargs["dtype"] = torch.bfloat16 if (dtype == "bfloat16" and config.use_adapter) else torch.float32
     try:
-        model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+        model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except (OSError, ValueError) as exc:
         raise ConfigError(f"cannot load model '{config.model}': {exc}") from None
     if config.method != "qlora":
@@ -298,7 +298,7 @@ class FinetuneJob:
             return self.result("complete" if last["step"] >= self.total_steps else "running")
         if resume_from:
             records.delete_steps_after(self.store, self.train_run_id, last["step"] if last else 0)
-        logger = _StoreCallback(self, until_step)
+        logger: Any = _StoreCallback(self, until_step)
         trainer = Trainer(
             model=self.model,
             args=self._training_args(),

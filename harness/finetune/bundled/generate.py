@@ -12,6 +12,7 @@ import itertools
 import json
 import random
 from pathlib import Path
+from typing import Any
 
 from suites.attribute_extraction import INSTRUCTION
 
@@ -41,7 +42,7 @@ def _row(rng: random.Random, category: str, color: str, material: str) -> tuple[
     return text, {"category": category, "color": color, "material": material}
 
 
-def generate() -> tuple[list[dict[str, object]], list[dict[str, object]]]:
+def generate() -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rng = random.Random(20261123)
     combos = list(itertools.product(CATEGORIES, COLORS, MATERIALS))
     rng.shuffle(combos)
