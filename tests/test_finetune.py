@@ -252,3 +252,16 @@ def test_finetune_cli_json_and_resume_flag(tiny_model: Path, tmp_path: Path) -> 
     assert payload["checkpoints"][0]["step"] == 3 and "attribute-extraction" in payload["checkpoints"][0]["scores"]
     again = CliRunner().invoke(app, ["finetune", str(path), "--db", db, "--resume", "--no-progress"])
     assert again.exit_code == 0 and "starting a new one" in again.output
+
+
+@pytest.mark.postgres
+def test_training_run_on_postgresql(tiny_model: Path, tmp_path: Path, pg_url: str) -> None:
+    store = Store(pg_url)
+    try:
+        job = FinetuneJob(make_config(tiny_model, tmp_path, max_steps=3), store, show_progress=False)
+        result = job.train()
+        assert [s["step"] for s in records.train_steps_of(store, result.train_run_id)] == [1, 2, 3]
+        assert records.checkpoints_of(store, result.train_run_id)[0]["step"] == 3
+        assert records.get_train_run(store, result.train_run_id)["status"] == "complete"  # type: ignore[index]
+    finally:
+        store.close()
