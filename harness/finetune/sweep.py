@@ -179,6 +179,8 @@ def _dynamics(store: Store, train_run_id: str, upto: int) -> tuple[float | None,
 
 # ---- search ----------------------------------------------------------------------------------------
 
+_TIE_WEIGHT = 1e-6  # far below any score difference a suite can report on a realistic sample count
+
 
 @dataclass
 class SweepResult:
@@ -247,7 +249,10 @@ def run_search(config: SweepConfig, store: Store, show_progress: bool = True) ->
                 store, sweep_id, trial.number, train_run_id=early.train_run_id, early_score=early_score,
                 early_loss=loss, early_grad_norm=norm, steps_trained=early_step, n_train_samples=early.n_rows,
             )
-            trial.report(early_score, step=early_step)
+            # Early in training many trials score the same (often 0); the pruner breaks such ties by
+            # the lower training loss instead of promoting them all. The stored early score stays exact.
+            tie_break = -_TIE_WEIGHT * loss if loss is not None else 0.0
+            trial.report(early_score + (tie_break if higher else -tie_break), step=early_step)
             if trial.should_prune():
                 job.mark("pruned")
                 records.upsert_trial(store, sweep_id, trial.number, state="pruned")
