@@ -8,7 +8,7 @@ correlations measured on the full-budget run (where every trial has both scores)
 
     python benchmarks/sweep.py [--trials 12] [--steps 150] [--db bench.db]
 
-Measured here (2 shared CPU cores, 2026-11-23): 12 trials -> steps ratio 0.533, 24 trials -> 0.233
+Measured here (2 shared CPU cores, 2026-11-23): 12 trials -> steps ratio 0.533, 24 trials -> 0.367
 (wall time 0.27); both found the full-budget search's best configuration. Successive halving keeps
 every trial that beats all before it while few trials are in, so the saving grows with the trial count.
 """
