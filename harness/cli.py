@@ -6,6 +6,7 @@ import typer
 
 from harness.commands.board import board
 from harness.commands.comet import comet_app
+from harness.commands.finetune import finetune, sweep
 from harness.commands.gate import compare, gate
 from harness.commands.models import models_app
 from harness.commands.monitor import monitor_app
@@ -25,6 +26,8 @@ app = typer.Typer(
 app.command("run")(run)
 app.command("export")(export)
 app.command("board")(board)
+app.command("finetune")(finetune)
+app.command("sweep")(sweep)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.command("compare")(compare)

@@ -93,6 +93,10 @@ class RunConfig(_Strict):
     run_name: str | None = Field(None, description="Human label; defaults to model + suite.")
     tags: list[str] = Field(default_factory=list, description="Labels the gate and board select runs by.")
     ray: RayConfig | None = Field(None, description="Distribute the model's requests over a Ray actor pool.")
+    train_run_id: str | None = Field(
+        None, description="Training run whose checkpoint this scores (set by `harness finetune`), keying results by run and step."
+    )
+    step: int | None = Field(None, ge=0, description="Training step of the scored checkpoint (0 = the base model).")
 
 
 def config_hash(payload: dict[str, Any]) -> str:

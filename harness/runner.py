@@ -211,7 +211,7 @@ class Runner:
         data_hash = directory_hash(source) if Path(source).exists() else None
         suite_identity = suite.identity()
         judge_fp = self.fingerprint("judge") if self.config.judge else None
-        determining = {
+        determining: dict[str, Any] = {
             "suite": suite.name,
             "suite_version": suite.version,
             "options": suite_cfg.options,
@@ -223,6 +223,10 @@ class Runner:
         }
         if suite_identity:  # only when present, so suites without side files keep their hashes
             determining["suite_identity"] = suite_identity
+        if self.config.train_run_id is not None:
+            # A checkpoint scored for a training run is its own run (keyed by run and step); its
+            # answers still come from the cache when the same weights were scored before.
+            determining["train"] = [self.config.train_run_id, self.config.step]
         digest = config_hash(determining)
         record = {
             "name": self.config.run_name or f"{Path(model.path or model.completions or 'model').name}:{suite.name}",
@@ -250,6 +254,8 @@ class Runner:
             "git_revision": git_revision(),
             "versions": library_versions() | {"python": sys.version.split()[0]},
             "trust_remote_code": model.trust_remote_code,
+            "train_run_id": self.config.train_run_id,
+            "step": self.config.step,
         }
         return digest, record
 

@@ -16,6 +16,7 @@ SUITES: dict[str, str] = {
     "safety": "suites.safety:SafetySuite",
     "translation": "suites.translation:TranslationSuite",
     "mmlu": "suites.mmlu:MMLUSuite",
+    "attribute-extraction": "suites.attribute_extraction:AttributeExtractionSuite",
 }
 
 #: Name prefixes that select a family of suites; the rest of the name is passed to the class.
