@@ -39,7 +39,7 @@ def _corpus() -> list[str]:
     # One fixed file, not every bundled sample: adding a data set must not change the tokenizer
     # (and so every tiny-model number) under the tests' feet.
     sample = Path(__file__).resolve().parents[2] / "suites" / "data"
-    for file in [sample / "rag_extraction_sample.jsonl"]:
+    for file in [sample / "rag_extraction_sample.jsonl", sample / "attribute_extraction_sample.jsonl"]:
         for row in file.read_text(encoding="utf-8").splitlines():
             try:
                 obj = json.loads(row)
