@@ -17,6 +17,7 @@ import torch
 
 from harness.backends import resolved_dtype
 from harness.backends.base import Backend
+from harness.backends.text import encode_pair, render_messages, truncate_at_stop
 from harness.config import ModelConfig
 from harness.errors import BackendError, ConfigError
 from harness.types import Completion, Request, sha256_text
@@ -48,29 +49,6 @@ def check_adapter_path(adapter: str | None) -> str | None:
     if not (Path(expanded) / "adapter_config.json").is_file():
         raise ConfigError(f"'{adapter}' is not a PEFT adapter (no adapter_config.json)")
     return expanded
-
-
-def render_messages(tokenizer: Any, request: Request) -> str:
-    """The exact prompt text: the tokenizer's own chat template for chat requests, else the raw prompt."""
-    if request.messages is None:
-        return request.prompt or ""
-    turns = [{"role": m.role, "content": m.content} for m in request.messages]
-    if getattr(tokenizer, "chat_template", None):
-        text: str = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        return text
-    # No template shipped with the model: plain turns, recorded as such in the run's backend info.
-    return "\n\n".join(m.content for m in request.messages) + "\n\n"
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut generated text at the first stop sequence (the stop sequence itself is dropped)."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 class HFBackend(Backend):
@@ -178,24 +156,9 @@ class HFBackend(Backend):
 
     # ---- log-likelihood ---------------------------------------------------------------------
 
-    def _encode(self, text: str) -> list[int]:
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids
-
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """lm-eval's rule: whitespace at the end of the context belongs to the continuation."""
-        n_spaces = len(context) - len(context.rstrip())
-        if n_spaces > 0:
-            continuation = context[-n_spaces:] + continuation
-            context = context[:-n_spaces]
-        whole = self._encode(context + continuation)
-        ctx = self._encode(context)
-        if not ctx:
-            prefix = self.tokenizer.bos_token_id
-            if prefix is None:
-                prefix = self.tokenizer.eos_token_id
-            return [prefix], self._encode(continuation)
-        return ctx, whole[len(ctx) :]
+        """lm-eval's tokenisation rule, shared with the other backends (harness/backends/text.py)."""
+        return encode_pair(self.tokenizer, context, continuation)
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
         pairs = [self.encode_pair(r.prompt or "", r.continuation or "") for r in requests]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
@@ -46,6 +47,23 @@ def _parse_options(values: list[str]) -> dict[str, Any]:
     return options
 
 
+def _parse_backend_options(values: list[str], base_url: str | None) -> dict[str, Any]:
+    """`--backend-option KEY=VALUE`, values read as YAML scalars (so `2` is the number a YAML config
+    would give and both spellings hash alike); `--base-url` is shorthand for `base_url=`."""
+    options: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--backend-option '{value}': expected KEY=VALUE")
+        try:
+            options[key] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            options[key] = raw
+    if base_url is not None:
+        options["base_url"] = base_url
+    return options
+
+
 def build_config(
     suites: list[str],
     model: str | None,
@@ -65,10 +83,12 @@ def build_config(
     tags: list[str],
     options: list[str],
     db: str | None,
+    backend_options: list[str] | None = None,
+    base_url: str | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
-    model_options: dict[str, Any] = {}
+    model_options: dict[str, Any] = _parse_backend_options(backend_options or [], base_url)
     if backend == "file" and completions and completions.startswith("run:"):
         model_options["db"] = resolve_db_url(db)
     if backend != "file" and not model:
@@ -130,6 +150,10 @@ def run(
     run_name: Annotated[str | None, typer.Option(help="Human label for the run.")] = None,
     tag: Annotated[list[str] | None, typer.Option(help="Tag the run (repeatable); the gate selects by tag.")] = None,
     option: Annotated[list[str] | None, typer.Option(help="Suite option KEY=VALUE (repeatable).")] = None,
+    backend_option: Annotated[
+        list[str] | None, typer.Option(help="Backend setting KEY=VALUE (repeatable), e.g. tensor_parallel_size=2.")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai backend: API root, e.g. http://127.0.0.1:8000/v1.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -146,6 +170,7 @@ def run(
             run_config = build_config(
                 suites, model, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                 max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db,
+                backend_option, base_url,
             )
         store = open_store(db)
         try:
