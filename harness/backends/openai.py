@@ -51,6 +51,14 @@ class OpenAIOptions(BaseModel):
         description="Tokenizer directory for exact log-likelihood token boundaries; default: --model when it is a local "
         "directory. 'none' sends text and splits by character offsets.",
     )
+    return_token_ids: bool = Field(
+        False,
+        description="vLLM servers: ask for the generated token ids and decode them with the local tokenizer, exactly "
+        "like the hf and vllm backends (a streaming detokenizer drops an incomplete UTF-8 tail that they show as U+FFFD).",
+    )
+    extra_body: dict[str, Any] = Field(
+        default_factory=dict, description="Extra JSON fields sent with every request (server-specific, e.g. top_k)."
+    )
     max_concurrency: int = Field(8, ge=1, le=1024, description="Requests in flight at once.")
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds (connect, read and write).")
     max_retries: int = Field(6, ge=0, description="Retries of one request on 429/5xx/timeouts/dropped connections.")
@@ -199,6 +207,9 @@ class OpenAIBackend(Backend):
         }
         if r.stop:
             payload["stop"] = list(r.stop)
+        if self.opts.return_token_ids:
+            payload["return_token_ids"] = True
+        payload.update(self.opts.extra_body)
         if r.messages is not None:
             payload["messages"] = [{"role": m.role, "content": m.content} for m in r.messages]
             return "/chat/completions", payload
@@ -214,8 +225,21 @@ class OpenAIBackend(Backend):
         for path, items in by_path.items():
             bodies = self._gather(path, [p for _, p in items])
             for (i, _), body in zip(items, bodies, strict=True):
-                out[i] = Completion(text=truncate_at_stop(_choice_text(body, path, self.base_url), requests[i].stop))
+                out[i] = Completion(text=truncate_at_stop(self._text(body, path), requests[i].stop))
         return [c for c in out if c is not None]
+
+    def _text(self, body: dict[str, Any], path: str) -> str:
+        ids = None
+        if self.opts.return_token_ids:
+            try:
+                ids = body["choices"][0]["token_ids"]
+            except (KeyError, IndexError, TypeError):
+                ids = None
+        tokenizer = self._load_tokenizer() if ids is not None else None
+        if tokenizer is None:
+            return _choice_text(body, path, self.base_url)
+        text: str = tokenizer.decode(ids, skip_special_tokens=True)
+        return text
 
     # ---- log-likelihood ---------------------------------------------------------------------
 
@@ -241,6 +265,7 @@ class OpenAIBackend(Backend):
         spans: list[tuple[str, int, int]] = []
         for r in requests:
             base: dict[str, Any] = {"model": self.model_name, "max_tokens": 0, "echo": True, "logprobs": 1, "temperature": 0.0}
+            base |= self.opts.extra_body
             if tokenizer is not None:
                 ctx, cont = encode_pair(tokenizer, r.prompt or "", r.continuation or "")
                 if not cont:
