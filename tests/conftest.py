@@ -221,14 +221,12 @@ def vllm_server(tiny_model: Path, vllm_env: dict[str, str], tmp_path_factory: py
 
 @pytest.fixture(scope="session")
 def vllm_backend(tiny_model: Path, vllm_env: dict[str, str]) -> Iterator[Backend]:
-    """One in-process vLLM engine per session (float32, LoRA-enabled up to rank 8). Backends created
-    later in the session for the same model and settings share it, so runs through the CLI and
-    adapter tests do not start engines of their own."""
+    """One in-process vLLM engine per session (float32). Backends created later in the session for the
+    same model and settings share it, so runs through the CLI do not start engines of their own."""
     from harness.backends.vllm import VLLMBackend
 
     backend = VLLMBackend(
-        ModelConfig(path=str(tiny_model), backend="vllm", device="cpu", dtype="float32",
-                    options={"enable_lora": True, "max_lora_rank": 8})
+        ModelConfig(path=str(tiny_model), backend="vllm", device="cpu", dtype="float32")
     )
     yield backend
     backend.close()
