@@ -105,7 +105,7 @@ def test_loglikelihoods_match_hf_within_1e_3(hf: Backend, vllm_backend: Backend,
         for a, b, r in zip(by_hf, other, requests, strict=True):
             assert b.logprob == pytest.approx(a.logprob, abs=1e-3), (r.prompt, r.continuation)
             assert a.is_greedy == b.is_greedy
-    assert len({round(c.logprob or 0.0, 2) for c in by_hf}) == len(requests)
+    assert len({round(c.logprob or 0.0, 2) for c in by_hf}) > len(requests) // 2, "degenerate scores"
 
 
 def test_server_loglikelihood_by_character_offsets_without_a_tokenizer(

@@ -64,7 +64,8 @@ def adapter_rank(adapter: str) -> int:
     if cfg.get("use_dora"):
         raise ConfigError(f"adapter '{adapter}': vLLM cannot serve DoRA adapters unmerged; use --backend hf")
     rank = max([int(cfg.get("r", 8)), *(int(v) for v in (cfg.get("rank_pattern") or {}).values())])
-    return rank
+    # vLLM accepts only these ranks for max_lora_rank; serve with the smallest that fits.
+    return next((r for r in (8, 16, 32, 64, 128, 256, 320, 512) if r >= rank), rank)
 
 
 @dataclass
