@@ -136,7 +136,8 @@ def _release_engine(key: int) -> None:
         return
     del _ENGINES[key]
     core = getattr(getattr(engine.llm, "llm_engine", None), "engine_core", None)
-    if core is not None and hasattr(core, "shutdown"):
+    # An in-process engine core tears down process-wide parallel state on shutdown: only the last one may.
+    if core is not None and hasattr(core, "shutdown") and not _ENGINES:
         core.shutdown()
     del engine.llm
     import gc
