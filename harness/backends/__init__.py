@@ -14,6 +14,8 @@ from harness.errors import ConfigError
 BACKENDS: dict[str, str] = {
     "hf": "harness.backends.hf:HFBackend",
     "file": "harness.backends.file:FileBackend",
+    "vllm": "harness.backends.vllm:VLLMBackend",
+    "openai": "harness.backends.openai:OpenAIBackend",
 }
 
 
@@ -43,7 +45,7 @@ def create_backend(config: ModelConfig) -> Backend:
 
 def resolved_dtype(config: ModelConfig) -> str:
     """`auto` made concrete, so a CPU float32 answer is never served from a GPU bfloat16 cache."""
-    if config.dtype != "auto" or config.backend == "file":
+    if config.dtype != "auto" or config.backend in ("file", "openai"):  # a server picks its own dtype
         return config.dtype
     if config.device == "cpu":
         return "float32"  # without importing torch (a cached rerun needs no model)

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, TypeVar
 
-from harness.config import ModelConfig
+from pydantic import BaseModel, ValidationError
+
+from harness.config import ModelConfig, format_validation_error
+from harness.errors import ConfigError
 from harness.types import Completion, Request, canonical_json, sha256_text
 
 
@@ -43,6 +46,18 @@ class Backend(ABC):
 
     def close(self) -> None:  # noqa: B027 - optional hook, most backends hold nothing to release
         """Release engines, servers or GPU memory. Safe to call twice."""
+
+
+OptionsT = TypeVar("OptionsT", bound=BaseModel)
+
+
+def parse_options(config: ModelConfig, model: type[OptionsT]) -> OptionsT:
+    """Validate `config.options` with a backend's own pydantic model (`extra="forbid"`), so an unknown
+    or mistyped setting is a configuration error (exit 2), never a silent default."""
+    try:
+        return model.model_validate(config.options)
+    except ValidationError as exc:
+        raise ConfigError(f"backend '{config.backend}' options: {format_validation_error(exc)}") from None
 
 
 def backend_fingerprint(config: ModelConfig, identity: dict[str, Any], dtype: str) -> str:

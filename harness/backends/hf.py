@@ -16,6 +16,7 @@ import torch
 from harness.backends import resolved_dtype
 from harness.backends.base import Backend
 from harness.backends.paths import check_adapter_path, check_model_path, looks_local  # noqa: F401 - re-exported
+from harness.backends.text import render_messages, truncate_at_stop
 from harness.config import ModelConfig
 from harness.errors import BackendError, ConfigError
 from harness.types import Completion, Request, sha256_text
@@ -23,27 +24,6 @@ from harness.types import Completion, Request, sha256_text
 _DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
 
 
-def render_messages(tokenizer: Any, request: Request) -> str:
-    """The exact prompt text: the tokenizer's own chat template for chat requests, else the raw prompt."""
-    if request.messages is None:
-        return request.prompt or ""
-    turns = [{"role": m.role, "content": m.content} for m in request.messages]
-    if getattr(tokenizer, "chat_template", None):
-        text: str = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        return text
-    # No template shipped with the model: plain turns, recorded as such in the run's backend info.
-    return "\n\n".join(m.content for m in request.messages) + "\n\n"
-
-
-def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
-    """Cut generated text at the first stop sequence (the stop sequence itself is dropped)."""
-    cut = len(text)
-    for s in stop:
-        if s:
-            i = text.find(s)
-            if i != -1:
-                cut = min(cut, i)
-    return text[:cut]
 
 
 class HFBackend(Backend):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import typer
+import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
@@ -48,6 +49,23 @@ def _parse_options(values: list[str]) -> dict[str, Any]:
     return options
 
 
+def _parse_backend_options(values: list[str], base_url: str | None) -> dict[str, Any]:
+    """`--backend-option KEY=VALUE`, values read as YAML scalars (so `2` is the number a YAML config
+    would give and both spellings hash alike); `--base-url` is shorthand for `base_url=`."""
+    options: dict[str, Any] = {}
+    for value in values:
+        key, sep, raw = value.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"--backend-option '{value}': expected KEY=VALUE")
+        try:
+            options[key] = yaml.safe_load(raw) if raw.strip() else raw
+        except yaml.YAMLError:
+            options[key] = raw
+    if base_url is not None:
+        options["base_url"] = base_url
+    return options
+
+
 def build_config(
     suites: list[str],
     model: str | None,
@@ -72,6 +90,8 @@ def build_config(
     target_lang: str | None = None,
     num_fewshot: int | None = None,
     include_path: str | None = None,
+    backend_options: list[str] | None = None,
+    base_url: str | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
@@ -83,7 +103,7 @@ def build_config(
         suite_options["num_fewshot"] = num_fewshot
     if include_path is not None:
         suite_options["include_path"] = include_path
-    model_options: dict[str, Any] = {}
+    model_options: dict[str, Any] = _parse_backend_options(backend_options or [], base_url)
     if backend == "file" and completions and completions.startswith("run:"):
         model_options["db"] = resolve_db_url(db)
     if backend != "file" and not model:
@@ -203,6 +223,10 @@ def run(
     target_lang: Annotated[str | None, typer.Option(help="translation: target language code, e.g. en.")] = None,
     num_fewshot: Annotated[int | None, typer.Option(min=0, help="Few-shot examples (mmlu, lm-eval:TASK).")] = None,
     include_path: Annotated[str | None, typer.Option(help="Folder of lm-eval task YAMLs (lm-eval:TASK).")] = None,
+    backend_option: Annotated[
+        list[str] | None, typer.Option(help="Backend setting KEY=VALUE (repeatable), e.g. tensor_parallel_size=2.")
+    ] = None,
+    base_url: Annotated[str | None, typer.Option(help="openai backend: API root, e.g. http://127.0.0.1:8000/v1.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
@@ -223,6 +247,7 @@ def run(
                     suites, m, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                     max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db, judge,
                     source_lang=source_lang, target_lang=target_lang, num_fewshot=num_fewshot, include_path=include_path,
+                    backend_options=backend_option, base_url=base_url,
                 )
                 for m in (model or [None])  # type: ignore[list-item]
             ]

@@ -1,0 +1,66 @@
+"""Prompt text and tokenisation rules shared by every backend that holds a tokenizer.
+
+One copy of these rules is what makes backends agree: HF, vLLM and an OpenAI-compatible server fed
+token ids see exactly the same prompt tokens, so their answers and log-likelihoods can be compared.
+Nothing here imports torch.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from harness.types import Request
+
+
+def render_messages(tokenizer: Any, request: Request) -> str:
+    """The exact prompt text: the tokenizer's own chat template for chat requests, else the raw prompt."""
+    if request.messages is None:
+        return request.prompt or ""
+    turns = [{"role": m.role, "content": m.content} for m in request.messages]
+    if getattr(tokenizer, "chat_template", None):
+        text: str = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        return text
+    # No template shipped with the model: plain turns, recorded as such in the run's backend info.
+    return "\n\n".join(m.content for m in request.messages) + "\n\n"
+
+
+def prompt_ids(tokenizer: Any, request: Request) -> list[int]:
+    """Token ids of a generate request's prompt. A chat template writes its own special tokens, so
+    they are added by the tokenizer only for raw prompts (the rule HF's and vLLM's servers follow)."""
+    ids: list[int] = tokenizer(render_messages(tokenizer, request), add_special_tokens=not request.messages)["input_ids"]
+    return ids
+
+
+def truncate_at_stop(text: str, stop: Sequence[str]) -> str:
+    """Cut generated text at the first stop sequence (the stop sequence itself is dropped)."""
+    cut = len(text)
+    for s in stop:
+        if s:
+            i = text.find(s)
+            if i != -1:
+                cut = min(cut, i)
+    return text[:cut]
+
+
+def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
+    """lm-eval's rule: whitespace at the end of the context belongs to the continuation; context and
+    continuation are encoded together and split at the context's length, and an empty context is
+    replaced by the BOS (else EOS) token so the first continuation token has something to follow."""
+
+    def encode(text: str) -> list[int]:
+        ids: list[int] = tokenizer(text, add_special_tokens=False)["input_ids"]
+        return ids
+
+    n_spaces = len(context) - len(context.rstrip())
+    if n_spaces > 0:
+        continuation = context[-n_spaces:] + continuation
+        context = context[:-n_spaces]
+    whole = encode(context + continuation)
+    ctx = encode(context)
+    if not ctx:
+        prefix = tokenizer.bos_token_id
+        if prefix is None:
+            prefix = tokenizer.eos_token_id
+        return [prefix], encode(continuation)
+    return ctx, whole[len(ctx) :]
