@@ -64,6 +64,7 @@ class RayPool:
             try:
                 ray.init(address=config.address, **kwargs)
             except (ConnectionError, RuntimeError, ValueError) as exc:
+                ray.shutdown()  # a failed client connect leaves half-made state that breaks the next init
                 raise ConfigError(f"cannot reach the Ray cluster at '{config.address}': {exc}") from None
         remote = ray.remote(BackendReplica).options(
             num_cpus=config.num_cpus_per_actor, num_gpus=config.num_gpus_per_actor, max_restarts=0

@@ -249,7 +249,8 @@ def test_server_killed_mid_run_then_the_same_command_resumes(tiny_model: Path, r
     first: list[KillingBackend] = []
 
     def killing(cfg: ModelConfig) -> Backend:
-        first.append(KillingBackend(create_backend(cfg), server, kill_on_call=2))
+        # batch_size 2: calls 1-8 answer the first commit batch (16 samples); kill before call 9
+        first.append(KillingBackend(create_backend(cfg), server, kill_on_call=9))
         return first[-1]
 
     store = Store(sqlite_url)
