@@ -376,6 +376,31 @@ def compare_metrics(store: Store, run_a: str, run_b: str) -> pd.DataFrame:
     return _frame(rows, COMPARE_COLUMNS)
 
 
+PAIRED_COLUMNS = ("metric", "n", "a", "b", "delta", "ci_low", "ci_high", "p_value", "test", "improved", "regressed", "mde")
+
+
+def paired_comparison(store: Store, run_a: str, run_b: str) -> pd.DataFrame:
+    """The gate's own paired statistics (harness.compare) for two runs of one suite: per metric the
+    mean difference over samples matched by id, its paired bootstrap interval, the paired test's
+    p-value, flip counts and the minimum detectable effect. Empty when the runs are of different
+    suites or share no per-sample scores (corpus-level metrics such as BLEU have none)."""
+    from harness.compare import compare_runs
+
+    base, cand = run_detail(store, run_a), run_detail(store, run_b)
+    if base is None or cand is None or base["suite"] != cand["suite"]:
+        return _frame([], PAIRED_COLUMNS)
+    result = compare_runs(store, base, cand, top=0, n_resamples=2_000)
+    rows = [
+        {
+            "metric": m.metric, "n": m.n, "a": m.baseline, "b": m.candidate, "delta": m.delta,
+            "ci_low": m.ci.low, "ci_high": m.ci.high, "p_value": m.test.p_value, "test": m.test.method,
+            "improved": m.improved, "regressed": m.regressed, "mde": m.mde,
+        }
+        for m in result.metrics
+    ]
+    return _frame(rows, PAIRED_COLUMNS)
+
+
 def _scores(store: Store, run_id: str, key: str) -> pd.Series:
     query = select(samples.c.sample_id, samples.c.scores).where(samples.c.run_id == run_id)
     data = {r["sample_id"]: (r["scores"] or {}).get(key) for r in _read(store, query)}

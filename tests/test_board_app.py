@@ -91,7 +91,9 @@ def test_compare_page_charts_deltas_and_lists_regressions_first(app: AppTest, fi
     assert _charts(at), "the delta chart is missing"
     deltas = at.dataframe[0].value.set_index("metric")
     assert deltas.loc["f1", "delta"] == pytest.approx(-0.1)
-    flips = at.dataframe[1].value
+    paired = at.dataframe[1].value.set_index("metric")
+    assert paired.loc["f1", "delta"] == pytest.approx(-0.1) and paired.loc["exact_match", "test"] == "mcnemar-exact"
+    flips = at.dataframe[2].value
     assert list(flips["kind"]) == ["regression"] * 3 + ["improvement"] * 2
     assert [m.value for m in at.metric][:3] == ["10", "3", "2"]
     first = flips.iloc[0]

@@ -145,6 +145,21 @@ def test_compare_metrics_deltas_and_intervals(filled: dict[str, Any]) -> None:
     assert q.compare_metrics(store, filled["tiny"], filled["even"]).set_index("metric").loc["f1", "verdict"] == "improved"
 
 
+def test_paired_comparison_is_the_gates_statistics(filled: dict[str, Any]) -> None:
+    from harness.compare import compare_runs
+
+    store, a, b = filled["store"], filled["even"], filled["mixed"]
+    frame = q.paired_comparison(store, a, b).set_index("metric")
+    row = frame.loc["exact_match"]
+    base, cand = _per_sample(store, a, "exact_match"), _per_sample(store, b, "exact_match")
+    assert row["n"] == len(base) and row["delta"] == pytest.approx(
+        sum(cand[k] - base[k] for k in base) / len(base)
+    )
+    assert row["test"] == "mcnemar-exact" and 0 <= row["p_value"] <= 1 and row["ci_low"] <= row["delta"] <= row["ci_high"]
+    direct = compare_runs(store, q.run_detail(store, a), q.run_detail(store, b), top=0, n_resamples=2_000)  # type: ignore[arg-type]
+    assert {m.metric: m.test.p_value for m in direct.metrics}["exact_match"] == pytest.approx(row["p_value"])
+
+
 def test_flips_are_paired_by_sample_id_with_regressions_first(filled: dict[str, Any]) -> None:
     store, a, b = filled["store"], filled["even"], filled["mixed"]
     sa, sb = _per_sample(store, a, "f1"), _per_sample(store, b, "f1")

@@ -34,6 +34,15 @@ else:
     st.caption("Intervals: normal approximation from each run's stored standard error, treating the runs as "
                "independent. The paired interval over shared samples is in the flips summary below.")
 
+st.subheader("Paired statistics (what `harness gate` uses)")
+paired = queries.paired_comparison(store, run_a, run_b)
+if paired.empty:
+    st.info("No paired statistics: the runs are of different suites or share no per-sample scores.")
+else:
+    st.dataframe(paired, hide_index=True, width="stretch")
+    st.caption("Samples matched by id; paired bootstrap 95% interval of the mean difference, the paired test's "
+               "p-value (exact McNemar for 0/1 scores, Wilcoxon for graded ones) and the minimum detectable effect.")
+
 st.subheader("Per-sample flips (paired by sample id)")
 keys = sorted(set(queries.sample_score_keys(store, run_a)) & set(queries.sample_score_keys(store, run_b)))
 if not keys:
