@@ -104,8 +104,11 @@ def config_hash(payload: dict[str, Any]) -> str:
     return sha256_text(canonical_json(payload))[:16]
 
 
-def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
-    """Parse a YAML run configuration with a safe loader; errors name the file and the field."""
+def load_yaml_mapping(path: str | os.PathLike[str], empty_ok: bool = False) -> dict[str, Any]:
+    """A YAML file's top-level mapping, read with a safe loader; every error names the file.
+
+    Every configuration file (runs, fine-tuning, sweeps, monitors) is read through here.
+    """
     file = Path(path)
     if not file.is_file():
         raise ConfigError(f"{file}: configuration file not found")
@@ -115,12 +118,20 @@ def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
         raise ConfigError(f"{file}: not valid YAML: {exc}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not UTF-8 text") from None
+    if raw is None and empty_ok:
+        return {}
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level")
+    return raw
+
+
+def load_run_config(path: str | os.PathLike[str]) -> RunConfig:
+    """Parse a YAML run configuration; errors name the file and the field."""
+    raw = load_yaml_mapping(path)
     try:
         return RunConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{file}: {format_validation_error(exc)}") from None
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None
 
 
 def format_validation_error(exc: ValidationError) -> str:

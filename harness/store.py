@@ -416,10 +416,14 @@ class Store:
 
     def find_resumable_run(self, config_hash: str) -> dict[str, Any] | None:
         """The newest unfinished run with this configuration: rerunning a command continues it."""
+        return self.newest_unfinished(runs, config_hash)
+
+    def newest_unfinished(self, table: Table, config_hash: str) -> dict[str, Any] | None:
+        """The newest running or failed row of `table` (runs, train_runs) with this config hash."""
         query = (
-            select(runs)
-            .where(runs.c.config_hash == config_hash, runs.c.status.in_(_RESUMABLE))
-            .order_by(runs.c.created_at.desc())
+            select(table)
+            .where(table.c.config_hash == config_hash, table.c.status.in_(_RESUMABLE))
+            .order_by(table.c.created_at.desc())
             .limit(1)
         )
         with self.engine.connect() as conn:
@@ -483,9 +487,21 @@ class Store:
         return row
 
     def list_runs(
-        self, limit: int = 50, suite: str | None = None, tag: str | None = None, model: str | None = None
+        self,
+        limit: int = 50,
+        suite: str | None = None,
+        tag: str | None = None,
+        model: str | None = None,
+        status: str | None = None,
+        train_run: str | None = None,
     ) -> list[dict[str, Any]]:
-        query = select(runs).order_by(runs.c.created_at.desc()).limit(limit)
+        """Newest runs first, filtered; a training run's evaluations come newest step first."""
+        order = (runs.c.step.desc(), runs.c.created_at.desc()) if train_run else (runs.c.created_at.desc(),)
+        query = select(runs).order_by(*order).limit(limit)
+        if status:
+            query = query.where(runs.c.status == status)
+        if train_run:
+            query = query.where(runs.c.train_run_id == train_run)
         if suite:
             query = query.where(runs.c.suite == suite)
         if model:

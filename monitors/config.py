@@ -8,13 +8,11 @@ A YAML file passed with `--config` overrides any of them.
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.config import format_validation_error
+from harness.config import format_validation_error, load_yaml_mapping
 from harness.errors import ConfigError
 
 
@@ -143,16 +141,8 @@ def load_monitor_config(path: str | None) -> MonitorConfig:
     """The defaults, or a YAML file validated strictly (errors name the file and the field)."""
     if path is None:
         return MonitorConfig()
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: configuration file not found")
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8")) or {}
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level")
+    raw = load_yaml_mapping(path, empty_ok=True)
     try:
         return MonitorConfig.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(f"{file}: {format_validation_error(exc)}") from None
+        raise ConfigError(f"{path}: {format_validation_error(exc)}") from None

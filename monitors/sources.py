@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from sqlalchemy import select
 
 from harness.errors import UserError
-from harness.store import Store, metrics, run_tags, runs
+from harness.store import Store, metrics
 from monitors.drift import ScorePoint
 
 
@@ -33,19 +33,7 @@ def select_runs(
         return rows
     if not (suite or train_run):
         raise UserError("say which runs form the series: --suite (with --tag/--model), --train-run, or --run repeated")
-    query = select(runs).where(runs.c.status == "complete")
-    if suite:
-        query = query.where(runs.c.suite == suite)
-    if model:
-        query = query.where(runs.c.model == model)
-    if tag:
-        query = query.where(runs.c.id.in_(select(run_tags.c.run_id).where(run_tags.c.tag == tag)))
-    if train_run:
-        query = query.where(runs.c.train_run_id == train_run).order_by(runs.c.step.desc(), runs.c.created_at.desc())
-    else:
-        query = query.order_by(runs.c.created_at.desc())
-    with store.engine.connect() as conn:
-        rows = [dict(r) for r in conn.execute(query.limit(last)).mappings()]
+    rows = store.list_runs(limit=last, suite=suite, tag=tag, model=model, status="complete", train_run=train_run)
     rows.reverse()
     suites = {r["suite"] for r in rows}
     if len(suites) > 1:

@@ -4,17 +4,17 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
 
 from harness.commands.common import DbOption, JsonOption, err, exit_on_error, open_store, out, print_json
-from harness.compare import RunComparison, compare_runs, shorten
-from harness.compare import to_markdown as compare_markdown
 from harness.errors import UserError
-from harness.gate import GateReport, load_policy, run_gate, to_junit, to_markdown
-from harness.refs import resolve_ref
+
+if TYPE_CHECKING:  # the statistics stack (scipy) loads only when compare or gate runs, not for every command
+    from harness.compare import RunComparison
+    from harness.gate import GateReport
 
 RefHelp = "run id (or prefix), tag, tag:NAME, run:ID or latest:MODEL"
 
@@ -30,6 +30,10 @@ def compare(
 ) -> None:
     """Per-metric differences with confidence intervals, p-values and per-sample flips (paired by sample id)."""
     with exit_on_error():
+        from harness.compare import compare_runs
+        from harness.compare import to_markdown as compare_markdown
+        from harness.refs import resolve_ref
+
         store = open_store(db, read_only=True)
         try:
             base_sel, cand_sel = resolve_ref(store, baseline), resolve_ref(store, candidate)
@@ -56,6 +60,8 @@ def compare(
 
 
 def _print_comparison(r: RunComparison) -> None:
+    from harness.compare import shorten
+
     table = Table(title=f"{r.suite}: {r.baseline_run} → {r.candidate_run} ({len(r.pairing.common)} paired samples)")
     for col in ("metric", "baseline", "candidate", "Δ [95% CI]", "p", "test", "+", "−", "=", "n"):
         table.add_column(col, justify="left" if col in ("metric", "test") else "right", no_wrap=col == "metric")
@@ -88,6 +94,8 @@ def gate(
 ) -> None:
     """Fail (exit 1) on a significant drop beyond tolerance; exit 2 when the data cannot decide; 0 to pass."""
     with exit_on_error():
+        from harness.gate import load_policy, run_gate, to_junit, to_markdown
+
         rules = load_policy(policy) if policy else None
         store = open_store(db, read_only=True)
         try:

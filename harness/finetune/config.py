@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import math
 import os
-from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from harness.config import GenerationConfig, SuiteConfig, config_hash, format_validation_error
+from harness.config import GenerationConfig, SuiteConfig, config_hash, format_validation_error, load_yaml_mapping
 from harness.errors import ConfigError
 
 Method = Literal["lora", "dora", "qlora", "full", "half"]
@@ -118,22 +116,6 @@ class FinetuneConfig(_Strict):
         """Hash of the result-determining fields (resuming finds a run by it)."""
         payload = self.model_dump(exclude={"name", "tags", "log_flush_every", "output_dir"})
         return config_hash(payload)
-
-
-def load_yaml_mapping(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A YAML file's top-level mapping, read with a safe loader; errors name the file."""
-    file = Path(path)
-    if not file.is_file():
-        raise ConfigError(f"{file}: configuration file not found")
-    try:
-        raw = yaml.safe_load(file.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
-    except UnicodeDecodeError:
-        raise ConfigError(f"{file}: not UTF-8 text") from None
-    if not isinstance(raw, dict):
-        raise ConfigError(f"{file}: expected a mapping at the top level")
-    return raw
 
 
 def parse_finetune_config(raw: dict[str, Any], where: str = "config") -> FinetuneConfig:

@@ -17,8 +17,6 @@ from sqlalchemy import and_, delete, select, update
 from harness.provenance import git_revision, library_versions
 from harness.store import Store, checkpoints, sweep_trials, sweeps, train_runs, train_steps, utcnow
 
-_RESUMABLE = ("running", "failed")
-
 
 def new_id() -> str:
     return uuid.uuid4().hex[:12]
@@ -69,15 +67,7 @@ def get_train_run(store: Store, run_id: str) -> dict[str, Any] | None:
 
 def find_resumable_train_run(store: Store, config_hash: str) -> dict[str, Any] | None:
     """The newest unfinished (running or failed) training run with this configuration."""
-    query = (
-        select(train_runs)
-        .where(train_runs.c.config_hash == config_hash, train_runs.c.status.in_(_RESUMABLE))
-        .order_by(train_runs.c.created_at.desc())
-        .limit(1)
-    )
-    with store.engine.connect() as conn:
-        row = conn.execute(query).mappings().first()
-    return dict(row) if row else None
+    return store.newest_unfinished(train_runs, config_hash)
 
 
 def set_train_run_status(store: Store, run_id: str, status: str, error: str | None = None) -> None:

@@ -23,10 +23,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from harness.config import GenerationConfig, ModelConfig, RunConfig, SuiteConfig, format_validation_error
+from harness.config import GenerationConfig, ModelConfig, RunConfig, SuiteConfig, format_validation_error, load_yaml_mapping
 from harness.errors import ConfigError
 from harness.finetune import records
-from harness.finetune.config import FinetuneConfig, load_yaml_mapping, parse_finetune_config
+from harness.finetune.config import FinetuneConfig, parse_finetune_config
 from harness.finetune.train import FinetuneJob, TrainResult
 from harness.store import Store
 
