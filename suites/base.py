@@ -47,6 +47,25 @@ class Suite(ABC):
             allowed = ", ".join(sorted(self.allowed_options())) or "none"
             raise ConfigError(f"suite '{self.name}': unknown option(s) {sorted(unknown)} (allowed: {allowed})")
 
+    def number_option(self, key: str, default: Any, kind: type = int, minimum: float | None = None) -> Any:
+        """A numeric suite option (given as text on the command line) checked for type and range.
+
+        `default` is returned as is when the option is absent (None means "not set").
+        """
+        from harness.errors import ConfigError
+
+        raw = self.options.get(key)
+        if raw is None:
+            return default
+        try:
+            value = kind(raw)
+        except (TypeError, ValueError):
+            what = "an integer" if kind is int else "a number"
+            raise ConfigError(f"suite '{self.name}': option '{key}'={raw!r} is not {what}") from None
+        if minimum is not None and value < minimum:
+            raise ConfigError(f"suite '{self.name}': option '{key}'={raw!r} must be at least {minimum}")
+        return value
+
     def allowed_options(self) -> Sequence[str]:
         return ()
 

@@ -55,12 +55,8 @@ class LmEvalSuite(Suite):
 
     def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
-        raw = self.options.get("num_fewshot")
-        try:
-            self.num_fewshot = None if raw is None else int(raw)
-            self.per_task_limit = None if self.options.get("per_task_limit") is None else int(self.options["per_task_limit"])
-        except (TypeError, ValueError):
-            raise ConfigError(f"suite '{self.name}': num_fewshot and per_task_limit must be integers") from None
+        self.num_fewshot: int | None = self.number_option("num_fewshot", None, minimum=0)
+        self.per_task_limit: int | None = self.number_option("per_task_limit", None, minimum=1)
         self.include_path: str | None = self.options.get("include_path")
         self._tasks: dict[str, Any] = {}
         self._groups: dict[str, Any] = {}

@@ -84,8 +84,8 @@ class MMLUSuite(Suite):
 
     def __init__(self, options: Mapping[str, Any] | None = None, generation: Any = None) -> None:
         super().__init__(options, generation)
-        self.num_fewshot: int = _int_option(self.options, "num_fewshot", 5, minimum=0) or 0
-        self.per_subject_limit = _int_option(self.options, "per_subject_limit", None, minimum=1)
+        self.num_fewshot: int = self.number_option("num_fewshot", 5, minimum=0)
+        self.per_subject_limit: int | None = self.number_option("per_subject_limit", None, minimum=1)
         self.subjects = self._subjects_option()
         self._prefix: dict[str, str] = {}
 
@@ -175,17 +175,6 @@ class MMLUSuite(Suite):
         return values
 
 
-def _int_option(options: Mapping[str, Any], key: str, default: int | None, minimum: int) -> int | None:
-    raw = options.get(key)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"suite 'mmlu': option {key}={raw!r} is not an integer") from None
-    if value < minimum:
-        raise ConfigError(f"suite 'mmlu': option {key} must be >= {minimum}")
-    return value
 
 
 # ---- data sources ------------------------------------------------------------------------------

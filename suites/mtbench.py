@@ -106,15 +106,6 @@ def clustered_mean(clusters: Iterable[Sequence[float]]) -> tuple[float, float | 
     return mean, math.sqrt(g / (g - 1) * spread) / n, n
 
 
-def _number(options: dict[str, Any], key: str, default: float, kind: type = float, low: float = 0.0) -> Any:
-    raw = options.get(key, default)
-    try:
-        value = kind(raw)
-    except (TypeError, ValueError):
-        raise ConfigError(f"option {key}={raw!r}: expected a {kind.__name__}") from None
-    if value < low:
-        raise ConfigError(f"option {key}={raw!r}: must be at least {low}")
-    return value
 
 
 class MTBenchSuite(Suite):
@@ -134,10 +125,10 @@ class MTBenchSuite(Suite):
 
     def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
-        self.max_new_tokens = _number(self.options, "max_new_tokens", 1024, int, 1)
-        self.judge_max_new_tokens = _number(self.options, "judge_max_new_tokens", 1024, int, 1)
+        self.max_new_tokens = self.number_option("max_new_tokens", 1024, int, 1)
+        self.judge_max_new_tokens = self.number_option("judge_max_new_tokens", 1024, int, 1)
         self.temperature: float | None = (
-            _number(self.options, "temperature", 0.0) if "temperature" in self.options else None
+            self.number_option("temperature", None, float, 0.0)
         )
         source = self.options.get("judge_prompts")
         self.prompts: PromptSet = load_fastchat_prompts(source) if source else DEFAULT

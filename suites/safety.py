@@ -105,18 +105,8 @@ class SafetySuite(Suite):
         default_label = self.options.get("default_label")
         if default_label is not None and default_label not in ("safe", "unsafe"):
             raise ConfigError(f"option default_label={default_label!r}: use safe or unsafe")
-        self.max_new_tokens = self._int("max_new_tokens", 256)
-        self.judge_max_new_tokens = self._int("judge_max_new_tokens", 256)
-
-    def _int(self, key: str, default: int) -> int:
-        raw = self.options.get(key, default)
-        try:
-            value = int(raw)
-        except (TypeError, ValueError):
-            raise ConfigError(f"option {key}={raw!r}: expected an integer") from None
-        if value < 1:
-            raise ConfigError(f"option {key}={raw!r}: must be at least 1")
-        return value
+        self.max_new_tokens = self.number_option("max_new_tokens", 256, int, 1)
+        self.judge_max_new_tokens = self.number_option("judge_max_new_tokens", 256, int, 1)
 
     def roles(self) -> set[str]:
         return {"model", "judge"} if self.detector == "judge" else {"model"}

@@ -119,10 +119,7 @@ class TranslationSuite(Suite):
         if unknown or not self.metric_names:
             raise ConfigError(f"suite 'translation': option 'metrics' takes some of {', '.join(SACREBLEU_METRICS)}")
         self.tokenize: str | None = opts.get("tokenize")
-        try:
-            self.bootstrap = int(opts.get("bootstrap", 1000))
-        except (TypeError, ValueError):
-            raise ConfigError("suite 'translation': option 'bootstrap' must be an integer (0 turns it off)") from None
+        self.bootstrap: int = self.number_option("bootstrap", 1000, minimum=0)  # 0 turns it off
         self.default_prompt = _check_template(opts.get("prompt", DEFAULT_PROMPT), "option 'prompt'")
         self.prompts = self._load_prompts(opts.get("prompts"))
         self.comet = self._comet_scorer(opts)
