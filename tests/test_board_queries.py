@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +19,7 @@ from scipy import stats
 from dashboards import queries as q
 from harness.store import Store
 from tests.board_data import LIMIT, RUN_NAMES, fill_board_store
-from tests.conftest import postgres_url
+from tests.conftest import temporary_postgres_db
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -33,24 +32,11 @@ def filled(request: pytest.FixtureRequest, tiny_model: Path, tmp_path_factory: p
         yield {"store": store, **ids}
         store.close()
         return
-    base = postgres_url()
-    if base is None:
-        pytest.skip("PostgreSQL not reachable on 127.0.0.1:5432 (set HARNESS_TEST_POSTGRES); CI always runs it")
-    import psycopg
-
-    name = f"harness_t_{uuid.uuid4().hex[:10]}"
-    admin = base.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(admin, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    url = base.rsplit("/", 1)[0] + f"/{name}"
-    try:
+    with temporary_postgres_db() as url:
         ids = fill_board_store(url, tiny_model, tmp)
         store = Store(url, read_only=True)
         yield {"store": store, **ids}
         store.close()
-    finally:
-        with psycopg.connect(admin, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def _per_sample(store: Store, run_id: str, key: str) -> dict[str, float]:

@@ -21,8 +21,10 @@ from harness.config import GenerationConfig, ModelConfig, RayConfig, RunConfig, 
 from harness.errors import ConfigError
 from harness.runner import Runner
 from harness.store import Store
+from tests.conftest import require_module
 
-ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'harness-eval[ray]'); CI installs it")
+require_module("ray", "harness-eval[ray]")
+ray = pytest.importorskip("ray")
 pytestmark = pytest.mark.slow
 
 REPO = Path(__file__).resolve().parent.parent

@@ -19,9 +19,10 @@ from harness.errors import ConfigError
 from harness.runner import Runner
 from harness.store import Store
 from suites import create_suite
-from tests.conftest import SHARED_DATA
+from tests.conftest import SHARED_DATA, require_module
 
-lm_eval = pytest.importorskip("lm_eval", reason="lm-eval is not installed (pip install 'harness-eval[lm-eval]')")
+require_module("lm_eval", "harness-eval[lm-eval]")
+lm_eval = pytest.importorskip("lm_eval")
 
 MMLU = SHARED_DATA / "mmlu"
 SUBJECTS = ["abstract_algebra", "high_school_european_history", "moral_scenarios", "world_religions"]
