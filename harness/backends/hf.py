@@ -16,7 +16,7 @@ import torch
 from harness.backends import resolved_dtype
 from harness.backends.base import Backend
 from harness.backends.paths import check_adapter_path, check_model_path, looks_local  # noqa: F401 - re-exported
-from harness.backends.text import render_messages, truncate_at_stop
+from harness.backends.text import encode_pairs, render_messages, truncate_at_stop
 from harness.config import ModelConfig
 from harness.errors import BackendError, ConfigError
 from harness.types import Completion, Request, sha256_text
@@ -134,48 +134,12 @@ class HFBackend(Backend):
 
     # ---- log-likelihood ---------------------------------------------------------------------
 
-    def _encode(self, text: str) -> list[int]:
-        ids: list[int] = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-        return ids
-
-    def _encode_many(self, texts: Sequence[str]) -> list[list[int]]:
-        """Batch encoding (the Rust tokenizer runs it on every core)."""
-        if not texts:
-            return []
-        ids: list[list[int]] = self.tokenizer(list(texts), add_special_tokens=False)["input_ids"]
-        return ids
-
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
         """lm-eval's rule: whitespace at the end of the context belongs to the continuation."""
-        return self.encode_pairs([(context, continuation)])[0]
+        return encode_pairs(self.tokenizer, [(context, continuation)])[0]
 
     def encode_pairs(self, pairs: Sequence[tuple[str, str]]) -> list[tuple[list[int], list[int]]]:
-        """lm-eval's `_encode_pair` for many requests: trailing context whitespace moves into the
-        continuation; the whole text is encoded and split at the length of the encoded context.
-        Each distinct context is encoded once (MMLU's four letters share one)."""
-        moved = []
-        for context, continuation in pairs:
-            n_spaces = len(context) - len(context.rstrip())
-            if n_spaces > 0:
-                continuation = context[-n_spaces:] + continuation
-                context = context[:-n_spaces]
-            moved.append((context, continuation))
-        contexts = list(dict.fromkeys(c for c, _ in moved if c))
-        ctx_ids = dict(zip(contexts, self._encode_many(contexts), strict=True))
-        wholes = self._encode_many([c + k for c, k in moved if c])
-        empty_conts = self._encode_many([k for c, k in moved if not c])
-        out: list[tuple[list[int], list[int]]] = []
-        whole_it, empty_it = iter(wholes), iter(empty_conts)
-        for context, _ in moved:
-            if not context:
-                prefix = self.tokenizer.bos_token_id
-                if prefix is None:
-                    prefix = self.tokenizer.eos_token_id
-                out.append(([prefix], next(empty_it)))
-                continue
-            ctx = ctx_ids[context]
-            out.append((ctx, next(whole_it)[len(ctx) :]))
-        return out
+        return encode_pairs(self.tokenizer, pairs)
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
         """Score continuations as lm-eval's HF model does, with less work for the same numbers.
