@@ -10,6 +10,7 @@ every sample's prediction and references (BLEU, most `evaluate` metrics).
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import math
 import re
@@ -226,8 +227,6 @@ class PythonScorer(Scorer):
             sys.path.insert(0, str(self.task.folder))
         try:
             if module_name.endswith(".py"):
-                import importlib.util
-
                 path = Path(self.task.resolve(module_name))
                 loader_spec = importlib.util.spec_from_file_location(f"harness_task_scorer_{path.stem}", path)
                 if loader_spec is None or loader_spec.loader is None or not path.is_file():
