@@ -113,29 +113,31 @@ class YamlTaskSuite(Suite):
     def default_data(self) -> str:
         return self.task.resolve(self.task.spec.data.path)
 
-    def _needed(self) -> dict[str, tuple[str | int, ...]]:
-        """Every data field the task reads, with where the task file names it."""
+    def _needed(self, shots: bool) -> dict[str, tuple[str | int, ...]]:
+        """Every field the task reads from a data row (or a few-shot row), with where the task file
+        names it."""
         data = self.task.spec.data
         need: dict[str, tuple[str | int, ...]] = {f: (self.where, "template") for f in self.template.fields}
-        for key in ("input", "id", "group"):
-            if getattr(data, key):
-                need[getattr(data, key)] = ("data", key)
-        refs = data.reference if isinstance(data.reference, list) else [data.reference] if data.reference else []
-        need.update({f: ("data", "reference") for f in refs})
+        if not shots:
+            for key in ("input", "id", "group"):
+                if getattr(data, key):
+                    need[getattr(data, key)] = ("data", key)
+            refs = data.reference if isinstance(data.reference, list) else [data.reference] if data.reference else []
+            need.update({f: ("data", "reference") for f in refs})
         mc = self.task.spec.multiple_choice
-        if mc:
+        if mc and not (shots and self.answer is not None):
             choices = mc.choices if isinstance(mc.choices, list) else [mc.choices]
             need.update({f: ("multiple_choice", "choices") for f in choices} | {mc.gold: ("multiple_choice", "gold")})
-        if self.answer is not None:
+        if shots and self.answer is not None:
             need.update({f: (self.where, "fewshot", "answer") for f in self.answer.fields})
         return need
 
-    def _rows(self, source: str, limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
-        rows = read_rows(source, self.task.spec.data.format)[:limit]
+    def _rows(self, source: str, shots: bool = False, limit: int | None = None) -> list[tuple[int, dict[str, Any]]]:
+        rows = read_rows(source, "auto" if shots else self.task.spec.data.format)[:limit]
         if not rows:
             raise DataError(source, None, None, "no samples found")
         present = set().union(*(r.keys() for _, r in rows))
-        for field, loc in self._needed().items():
+        for field, loc in self._needed(shots).items():
             if field not in present:
                 raise self.task.error(loc, f"names field '{field}', which {source} does not have "
                                            f"(its fields: {', '.join(sorted(present))})")
@@ -149,7 +151,7 @@ class YamlTaskSuite(Suite):
         shots = self.form.fewshot  # type: ignore[union-attr]
         if shots is not None:
             shot_file = self.task.resolve(shots.path)
-            self._shots = [self._shot(row) for _, row in self._rows(shot_file, shots.n)]
+            self._shots = [self._shot(row) for _, row in self._rows(shot_file, shots=True, limit=shots.n)]
             self._prefix = "".join(q + a + self.form.separator for q, a in self._shots)  # type: ignore[union-attr]
         out: list[Sample] = []
         seen: set[str] = set()
@@ -184,16 +186,15 @@ class YamlTaskSuite(Suite):
         mc = self.task.spec.multiple_choice
         assert mc is not None
         value = row[mc.gold]
+        if isinstance(value, str) and value in choices:  # an option's own text wins over an index or letter
+            return choices.index(value)
         if isinstance(value, str) and value.strip().isdigit():
             value = int(value)
         if isinstance(value, int) and not isinstance(value, bool):
             if 0 <= value < len(choices):
                 return value
-        elif isinstance(value, str):
-            if value in choices:
-                return choices.index(value)
-            if len(value.strip()) == 1 and value.strip() in LETTERS[: len(choices)]:
-                return LETTERS.index(value.strip())
+        elif isinstance(value, str) and len(value.strip()) == 1 and value.strip() in LETTERS[: len(choices)]:
+            return LETTERS.index(value.strip())
         raise DataError(source, line, mc.gold, f"{value!r} is not an option's index, text or letter ({len(choices)} options)")
 
     def _shot(self, row: Mapping[str, Any]) -> tuple[str, str]:
