@@ -281,3 +281,28 @@ class Template:
 
         shown = {k: json.dumps(v, ensure_ascii=False) if isinstance(v, dict | list) else v for k, v in values.items()}
         return self.text.format_map(shown)
+
+
+# ---- the copy stored with a run -------------------------------------------------------------------
+
+
+def stored_task_file(run: Mapping[str, Any]) -> dict[str, Any] | None:
+    """The task file a run was scored with ({path, sha256, text}), or None for other suites."""
+    identity = (run.get("config") or {}).get("suite_identity") or {}
+    found = identity.get("task_file")
+    return dict(found) if isinstance(found, Mapping) else None
+
+
+def task_file_change(run: Mapping[str, Any]) -> str | None:
+    """A note when the task file on disk is no longer the one the run was scored with (rescoring
+    then uses the file as it is now), or None when they agree or the run has no task file."""
+    stored = stored_task_file(run)
+    if stored is None:
+        return None
+    file = Path(str(stored["path"]))
+    if not file.is_file():
+        return f"task file {file} is gone; the run's copy is stored with it (`harness runs show {run['id']} --json`)"
+    now = hashlib.sha256(file.read_text(encoding="utf-8").encode("utf-8")).hexdigest()
+    if now != stored["sha256"]:
+        return f"task file {file} changed since run {run['id']} (sha256 {str(stored['sha256'])[:12]} -> {now[:12]})"
+    return None

@@ -259,3 +259,37 @@ def test_bad_task_files_exit_2_naming_file_line_and_field_before_any_run(tmp_pat
         assert store.list_runs() == []
     finally:
         store.close()
+
+
+def test_gate_show_and_rescore_read_the_task_file(tmp_path: Path) -> None:
+    """The gate leads with the task's primary metric; `runs show` prints the stored task file;
+    `rescore` says when the file on disk is no longer the one the run was scored with."""
+    task = tmp_path / "attrs.yaml"
+    task.write_text(EXAMPLE.read_text().replace("../suites/data/", str(ATTR_DATA.parent) + "/"))
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    answers = varied_answers(tmp_path)
+    base = run_json(str(task), "--backend", "file", "--completions", str(answers), "--db", db, "--tag", "base")
+    cand = run_json(str(task), "--backend", "file", "--completions", str(answers), "--db", db, "--tag", "cand")
+    gate = CliRunner().invoke(app, ["gate", "--baseline", "base", "--candidate", "cand", "--db", db, "--json"])
+    assert gate.exit_code == 0, gate.output
+    checks = json.loads(gate.stdout)["checks"]
+    assert [(c["suite"], c["metric"], c["status"]) for c in checks] == [(str(task), "field_f1", "pass")]
+    shown = CliRunner().invoke(app, ["runs", "show", base["run_id"], "--db", db])
+    assert shown.exit_code == 0 and "scorers:" in shown.output and "json_field_f1" in shown.output
+    same = CliRunner().invoke(app, ["rescore", cand["run_id"], "--db", db, "--json"])
+    assert same.exit_code == 0, same.output
+    assert json.loads(same.stdout)["task_file_changed"] is None and json.loads(same.stdout)["changed"] == {}
+    task.write_text(task.read_text().replace("  - value_recall\n", ""))
+    changed = CliRunner().invoke(app, ["rescore", cand["run_id"], "--db", db, "--json"])
+    assert changed.exit_code == 0, changed.output
+    report = json.loads(changed.stdout)
+    assert "changed since run" in report["task_file_changed"]
+    assert report["changed"] == {"value_recall": {"before": base_value_recall(db, cand["run_id"]), "after": None}}
+
+
+def base_value_recall(db: str, run_id: str) -> float:
+    store = Store(db)
+    try:
+        return next(m["value"] for m in store.run_metrics(run_id) if m["name"] == "value_recall")
+    finally:
+        store.close()
