@@ -8,6 +8,9 @@ scorer modules) is part of the run's identity, and the file's text is stored wit
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
+import json
 import math
 import os
 import re
@@ -83,7 +86,9 @@ class YamlTaskSuite(Suite):
         if spec.request is not None and shots is not None and self.answer is None:
             raise self.task.error((self.where, "fewshot"), "few-shot examples of a generation task need an `answer` template")
         mc = spec.multiple_choice
-        self.continuation = self._template(mc.continuation, ("multiple_choice", "continuation"), {"choice", "letter", "index"}) if mc else None
+        self.continuation = (
+            self._template(mc.continuation, ("multiple_choice", "continuation"), {"choice", "letter", "index"}) if mc else None
+        )
         self.scorers: list[Scorer] = make_scorers(self.task)
         self._prefix = ""
         self._shots: list[tuple[str, str]] = []
@@ -172,12 +177,8 @@ class YamlTaskSuite(Suite):
             return [str(row[f]) for f in mc.choices]
         value = row[mc.choices]
         if isinstance(value, str) and value.strip().startswith("["):
-            import json
-
-            try:
+            with contextlib.suppress(json.JSONDecodeError):
                 value = json.loads(value)
-            except json.JSONDecodeError:
-                pass
         if not isinstance(value, list) or len(value) < 2:
             raise DataError(source, line, mc.choices, "expected a list of at least two options")
         return [str(v) for v in value]
@@ -224,20 +225,22 @@ class YamlTaskSuite(Suite):
         req = spec.request
         assert req is not None
         g = self.generation
-        settings = {
-            "max_new_tokens": req.max_new_tokens or g.max_new_tokens,
-            "temperature": req.temperature if req.temperature is not None else g.temperature,
-            "top_p": req.top_p if req.top_p is not None else g.top_p,
-            "stop": tuple(req.stop),
-            "seed": g.seed,
-        }
+        base = Request(
+            kind="generate",
+            max_new_tokens=req.max_new_tokens or g.max_new_tokens,
+            temperature=req.temperature if req.temperature is not None else g.temperature,
+            top_p=req.top_p if req.top_p is not None else g.top_p,
+            stop=tuple(req.stop),
+            seed=g.seed,
+            sample_id=sample.id,
+        )
         if req.style == "plain":
-            return [Request(kind="generate", prompt=self._prefix + prompt, sample_id=sample.id, **settings)]
+            return [dataclasses.replace(base, prompt=self._prefix + prompt)]
         turns = [Message("system", req.system)] if req.system is not None else []
         for question, answer in self._shots:
             turns += [Message("user", question), Message("assistant", answer)]
         turns.append(Message("user", prompt))
-        return [Request(kind="generate", messages=tuple(turns), sample_id=sample.id, **settings)]
+        return [dataclasses.replace(base, messages=tuple(turns))]
 
     # ---- scoring ----------------------------------------------------------------------------
 
