@@ -293,3 +293,14 @@ def base_value_recall(db: str, run_id: str) -> float:
         return next(m["value"] for m in store.run_metrics(run_id) if m["name"] == "value_recall")
     finally:
         store.close()
+
+
+def test_the_docs_examples_are_valid_task_files(tmp_path: Path) -> None:
+    from suites.task_file import load_task_file
+
+    text = (REPO / "docs" / "custom-tasks.md").read_text()
+    blocks = [b.split("```", 1)[0] for b in text.split("```yaml\n")[1:]]
+    assert len(blocks) == 2 and len(blocks[0].strip().splitlines()) == 10
+    for i, block in enumerate(blocks):
+        spec = load_task_file(str(write(tmp_path / f"doc{i}.yaml", block))).spec
+        assert spec.scorer_specs()
