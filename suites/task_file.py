@@ -8,6 +8,7 @@ The file holds no code: Python enters only through a named `python:module:functi
 from __future__ import annotations
 
 import hashlib
+import re
 import string
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -80,6 +81,16 @@ class GenerateSpec(_Prompted):
     top_p: float | None = Field(None, gt=0.0, le=1.0)
     stop: list[str] = Field(default_factory=list, description="Stop sequences.")
     extract: str | None = Field(None, description="Regex applied to the answer; its first group (or match) is scored.")
+
+    @field_validator("extract")
+    @classmethod
+    def _regex(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                re.compile(value)
+            except re.error as exc:
+                raise ValueError(f"not a valid regular expression: {exc}") from None
+        return value
 
     @model_validator(mode="after")
     def _system_needs_chat(self) -> GenerateSpec:

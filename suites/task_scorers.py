@@ -60,8 +60,11 @@ class Scorer:
         return []
 
     def error(self, problem: str, field: str = "use") -> UserError:
-        entry = self.task.spec.scorers[self.index]
-        return self.task.error(("scorers", self.index, field) if not isinstance(entry, str) else ("scorers", self.index), problem)
+        return self.task.error(scorer_loc(self.task, self.index, field), problem)
+
+    def check_reference(self, reference: Any) -> str | None:
+        """What is wrong with one sample's reference for this scorer (checked when the data loads)."""
+        return None
 
     def arg(self, key: str, default: Any = None) -> Any:
         return self.spec.args.get(key, default)
@@ -70,6 +73,12 @@ class Scorer:
         unknown = sorted(set(self.spec.args) - set(allowed))
         if unknown:
             raise self.error(f"unknown arg(s) {unknown} for scorer '{self.spec.use}' (allowed: {', '.join(allowed) or 'none'})", "args")
+
+
+def scorer_loc(task: LoadedTask, index: int, field: str = "use") -> tuple[str | int, ...]:
+    """Where scorer `index` sits in the task file (a plain string entry has no sub-fields)."""
+    entry = task.spec.scorers[index] if index < len(task.spec.scorers) else None
+    return ("scorers", index) if isinstance(entry, str) or entry is None else ("scorers", index, field)
 
 
 def _text(value: Any) -> str:
@@ -100,6 +109,16 @@ class Builtin(Scorer):
         except re.error as exc:
             raise self.error(f"not a valid regular expression: {exc}", "args") from None
 
+    def check_reference(self, reference: Any) -> str | None:
+        if self.kind in JSON_SCORERS and _gold_object(reference) is None:
+            return f"scorer '{self.name}' needs a JSON object here, got {_text(reference)[:60]!r}"
+        if self.kind == "regex" and not hasattr(self, "_pattern"):
+            try:
+                re.compile(_text(reference))
+            except re.error as exc:
+                return f"scorer '{self.name}' reads the reference as a regex: {exc}"
+        return None
+
     def score(self, prediction: str, references: Sequence[Any], data: Mapping[str, Any]) -> float | None:
         from suites import attribute_extraction as ax
         from suites import rag_extraction as rag
@@ -112,7 +131,7 @@ class Builtin(Scorer):
         if kind in SACREBLEU:
             return float(self._sentence.sentence_score(prediction, [_text(r) for r in references]).score)
         if kind in JSON_SCORERS:
-            gold = {ax._norm(k): ax._norm(v) for k, v in _gold_object(references[0]).items()}
+            gold = {ax._norm(k): ax._norm(v) for k, v in (_gold_object(references[0]) or {}).items()}
             if kind == "value_recall":
                 return ax.value_recall(gold, prediction)
             predicted = ax.parse_attributes(prediction)
@@ -142,15 +161,14 @@ class Builtin(Scorer):
         return MetricValue(value.name, value.value, value.stderr, value.n, self.higher_is_better, value.details)
 
 
-def _gold_object(reference: Any) -> Mapping[str, Any]:
+def _gold_object(reference: Any) -> Mapping[str, Any] | None:
+    """A JSON-object reference (given as an object or as JSON text), or None."""
     if isinstance(reference, str):
         try:
             reference = json.loads(reference)
         except json.JSONDecodeError:
-            reference = None
-    if not isinstance(reference, dict):
-        raise UserError(f"a JSON scorer needs the reference to be an object, got {_text(reference)[:60]!r}")
-    return reference
+            return None
+    return reference if isinstance(reference, dict) else None
 
 
 class EvaluateScorer(Scorer):
@@ -246,7 +264,10 @@ class PythonScorer(Scorer):
         return fn, getattr(module, "__file__", None)
 
     def score(self, prediction: str, references: Sequence[Any], data: Mapping[str, Any]) -> float | None:
-        value = self.fn(prediction, list(references), dict(data))
+        try:
+            value = self.fn(prediction, list(references), dict(data))
+        except Exception as exc:  # the user's function: report it as theirs, not as a harness crash
+            raise UserError(f"{self.task.path}: scorer '{self.spec.use}' raised {type(exc).__name__}: {exc}") from exc
         if value is None:
             return None
         if not isinstance(value, int | float) or (isinstance(value, float) and math.isnan(value)):
@@ -276,8 +297,7 @@ def make_scorers(task: LoadedTask) -> list[Scorer]:
 
             close = difflib.get_close_matches(spec.use, BUILTINS, n=2)
             hint = f" Did you mean {' or '.join(close)}?" if close else ""
-            where = ("scorers", i, "use") if not isinstance(task.spec.scorers[i] if task.spec.scorers else "", str) else ("scorers", i)
-            raise task.error(where, f"unknown scorer '{spec.use}' (built-ins: {', '.join(BUILTINS)}; "
+            raise task.error(scorer_loc(task, i), f"unknown scorer '{spec.use}' (built-ins: {', '.join(BUILTINS)}; "
                                     f"or evaluate:NAME_OR_PATH, python:module:function).{hint}")
         if scorer.needs_reference and task.spec.data.reference is None:
             raise scorer.error(f"scorer '{spec.use}' compares with a reference: set data.reference")

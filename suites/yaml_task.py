@@ -167,8 +167,19 @@ class YamlTaskSuite(Suite):
             seen.add(sample_id)
             if self.task.spec.multiple_choice is not None:
                 self._gold(row, self._choices(row, source, line), source, line)
+            self._check_references(row, source, line)
             out.append(Sample(sample_id, row, f"{source}:{line}"))
         return out
+
+    def _check_references(self, row: Mapping[str, Any], source: str, line: int) -> None:
+        ref = self.task.spec.data.reference
+        if ref is None:
+            return
+        for value in self.references(Sample("", row)):
+            for scorer in self.scorers:
+                problem = scorer.check_reference(value)
+                if problem:
+                    raise DataError(source, line, ref if isinstance(ref, str) else ", ".join(ref), problem)
 
     def _choices(self, row: Mapping[str, Any], source: str, line: int) -> list[str]:
         mc = self.task.spec.multiple_choice

@@ -198,7 +198,7 @@ def test_bleu_scorer_is_sacrebleus_corpus_bleu(tmp_path: Path) -> None:
 
 
 BAD_CASES = {
-    # case: (task file text, data rows, expected substrings: file, line, field)
+    # case: (task file text, data rows or None for QA_ROWS, expected substrings: file, line, field)
     "unknown key": (
         """
         data: {path: qa.jsonl, reference: answer}
@@ -221,6 +221,21 @@ BAD_CASES = {
           template: "Context: {{ context }}\\nQ: {{ question }}"
         scorers: [exact_match]
         """, None, ["qa.yaml", "line 4", "request.template", "'context'"]),
+    "reference is not a JSON object": (
+        """
+        data: {path: qa.jsonl, reference: answer}
+        request: {template: "Q: {question}"}
+        scorers: [json_field_f1]
+        """, [{"question": "a", "answer": {"color": "red"}}, {"question": "c", "answer": "red"}],
+        ["qa.jsonl", "line 2", "field 'answer'", "needs a JSON object"]),
+    "bad extract regex": (
+        """
+        data: {path: qa.jsonl, reference: answer}
+        request:
+          template: "Q: {question}"
+          extract: "Answer: (.*"
+        scorers: [exact_match]
+        """, None, ["qa.yaml", "line 4", "request.extract", "not a valid regular expression"]),
     "unknown scorer": (
         """
         data: {path: qa.jsonl, reference: answer}
