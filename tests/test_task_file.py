@@ -319,3 +319,41 @@ def test_the_docs_examples_are_valid_task_files(tmp_path: Path) -> None:
     for i, block in enumerate(blocks):
         spec = load_task_file(str(write(tmp_path / f"doc{i}.yaml", block))).spec
         assert spec.scorer_specs()
+
+
+def test_chat_and_plain_prompts_with_few_shot_examples_settings_and_extract(tmp_path: Path) -> None:
+    from harness.config import GenerationConfig
+    from harness.types import Completion, Message
+    from suites import create_suite
+
+    write(tmp_path / "qa.jsonl", "".join(json.dumps(r) + "\n" for r in QA_ROWS))
+    write(tmp_path / "shots.jsonl", '{"question": "Colour of grass?", "answer": "green"}\n'
+                                    '{"question": "Colour of snow?", "answer": "white"}\n'
+                                    '{"question": "unused", "answer": "x"}\n')
+    chat = write(tmp_path / "chat.yaml", """
+        data: {path: qa.jsonl, id: qid, reference: answer}
+        request:
+          system: Be brief.
+          template: "Q: {{ question }}"
+          fewshot: {path: shots.jsonl, n: 2, answer: "A: {answer}"}
+          max_new_tokens: 12
+          stop: ["\\n"]
+          extract: "A:\\\\s*(.*)"
+        scorers: [exact_match]
+        """)
+    plain = write(tmp_path / "plain.yaml", chat.read_text().replace("  system: Be brief.\n", "").replace(
+        "request:\n", "request:\n  style: plain\n  separator: \"\\n\"\n"))
+    suite = create_suite(str(chat), generation=GenerationConfig(max_new_tokens=64, temperature=0.5))
+    sample = suite.load(suite.default_data())[0]
+    (req,) = suite.requests(sample, 0, [])
+    assert req.messages == (Message("system", "Be brief."), Message("user", "Q: Colour of grass?"),
+                            Message("assistant", "A: green"), Message("user", "Q: Colour of snow?"),
+                            Message("assistant", "A: white"), Message("user", "Q: Capital of France?"))
+    assert (req.max_new_tokens, req.temperature, req.stop) == (12, 0.5, ("\n",))
+    score = suite.score(sample, [[Completion(text="Let me think. A: Paris")]])
+    assert score.scores == {"exact_match": 1.0} and score.details["raw"] == "Let me think. A: Paris"
+    assert suite.score(sample, [[Completion(text="Paris")]]).scores == {"exact_match": 0.0}  # no "A:": nothing extracted
+    plain_suite = create_suite(str(plain))
+    (req,) = plain_suite.requests(plain_suite.load(plain_suite.default_data())[0], 0, [])
+    assert req.messages is None
+    assert req.prompt == "Q: Colour of grass?A: green\nQ: Colour of snow?A: white\nQ: Capital of France?"
