@@ -26,7 +26,15 @@ SUITE_PREFIXES: dict[str, str] = {
 
 
 def suite_class(name: str) -> type[Suite]:
-    """The class registered under `name`; unknown names get close matches in the error."""
+    """The class registered under `name`; unknown names get close matches in the error.
+
+    A name ending in .yaml/.yml is a task file (suites/yaml_task.py), read and checked here."""
+    from suites.task_file import is_task_path
+
+    if is_task_path(name):
+        from suites.yaml_task import task_suite_class
+
+        return task_suite_class(name)
     prefix = next((p for p in SUITE_PREFIXES if name.startswith(p)), None)
     if prefix is not None:
         target = SUITE_PREFIXES[prefix]
@@ -35,7 +43,7 @@ def suite_class(name: str) -> type[Suite]:
     else:
         close = difflib.get_close_matches(name, list(SUITES), n=3)
         hint = f" Did you mean: {', '.join(close)}?" if close else ""
-        known = ", ".join([*sorted(SUITES), *(f"{p}TASK" for p in SUITE_PREFIXES)])
+        known = ", ".join([*sorted(SUITES), *(f"{p}TASK" for p in SUITE_PREFIXES), "path/to/task.yaml"])
         raise ConfigError(f"unknown suite '{name}' (known: {known}).{hint}")
     module_name, _, attr = target.partition(":")
     try:

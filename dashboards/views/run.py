@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from dashboards import charts, queries, ui
+from suites.task_file import stored_task_file
 
 PAGE_SIZE = 50
 
@@ -45,6 +46,10 @@ with right:
         st.json(run["versions"])
     with st.expander("generation and backend settings"):
         st.json({"generation": run["generation"], "backend_info": run["backend_info"]})
+    task_file = stored_task_file(run)
+    if task_file:
+        with st.expander(f"task file {task_file['path']}"):
+            st.code(task_file["text"], language="yaml")
 
 st.subheader("Samples")
 keys_available = queries.sample_score_keys(store, run_id)

@@ -30,9 +30,15 @@ def rescore(
         finally:
             store.close()
         changes = metric_changes(before, results[0].to_json()["metrics"])
+        from suites.task_file import task_file_change
+
+        task_note = task_file_change(old)
         if json_output:
-            print_json({"source_run": old["id"], "runs": [r.to_json() for r in results], "changed": changes})
+            print_json({"source_run": old["id"], "runs": [r.to_json() for r in results], "changed": changes,
+                        "task_file_changed": task_note})
             return
+        if task_note:
+            err.print(task_note)
         render_results(results)
         if changes:
             out.print(f"{len(changes)} metric(s) changed since run {old['id']}:")

@@ -254,12 +254,29 @@ def run(
         if ray or ray_address:
             ray_config = RayConfig(address=ray_address, num_actors=ray_actors, num_gpus_per_actor=ray_gpus_per_actor)
             configs = [c.model_copy(update={"ray": ray_config}) for c in configs]
+        _check_task_files(configs)
         results = _run_all(configs, db, show_progress=not (no_progress or json_output))
         if json_output:
             print_json({"runs": [r.to_json() for r in results]})
         else:
             render_results(results)
             err.print(f"stored in {safe_url(resolve_db_url(db))}")
+
+
+def _check_task_files(configs: list[RunConfig]) -> None:
+    """Read every task file (`suites: [{name: task.yaml}]`) with its data before the first run starts,
+    so a mistake in the second of several suites is reported before any run row exists."""
+    from suites import create_suite
+    from suites.task_file import is_task_path
+
+    for cfg in configs:
+        for s in cfg.suites:
+            if is_task_path(s.name):
+                suite = create_suite(s.name, s.options, cfg.generation)
+                try:
+                    suite.load(s.data or suite.default_data())
+                finally:
+                    suite.close()
 
 
 def _run_all(configs: list[RunConfig], db: str | None, show_progress: bool) -> list[SuiteResult]:

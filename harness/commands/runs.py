@@ -92,6 +92,11 @@ def show_run(
         prov.add_row("versions", json.dumps(run["versions"]))
         prov.add_row("tags", ", ".join(run["tags"]))
         out.print(prov)
+        from suites.task_file import stored_task_file
+
+        task_file = stored_task_file(run)
+        if task_file:
+            out.print(f"task file {task_file['path']} (sha256 {str(task_file['sha256'])[:12]}):\n{task_file['text']}", highlight=False)
         table = Table(title="metrics")
         for col in ("metric", "value", "± stderr", "n"):
             table.add_column(col)
