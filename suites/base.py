@@ -66,6 +66,18 @@ class Suite(ABC):
             raise ConfigError(f"suite '{self.name}': option '{key}'={raw!r} must be at least {minimum}")
         return value
 
+    def flag_option(self, key: str, default: bool = False) -> bool:
+        """A yes/no suite option (true/false, given as text on the command line or a YAML boolean)."""
+        from harness.errors import ConfigError
+
+        raw = self.options.get(key)
+        if raw is None or isinstance(raw, bool):
+            return default if raw is None else raw
+        text = str(raw).strip().lower()
+        if text not in ("true", "false", "yes", "no", "1", "0"):
+            raise ConfigError(f"suite '{self.name}': option '{key}'={raw!r} is not true or false")
+        return text in ("true", "yes", "1")
+
     def allowed_options(self) -> Sequence[str]:
         return ()
 
@@ -106,6 +118,13 @@ class Suite(ABC):
         """Score a batch of samples at once. The default scores each alone; suites whose scorer is
         costly to call (a neural metric in another process) override this to send one batch."""
         return [self.score(s, c) for s, c in zip(samples, completions, strict=True)]
+
+    def failure_score(self, sample: Sample) -> SampleScore:
+        """The score of a sample whose answer never came (the model's output was cut inside its
+        reasoning): nothing is parsed, every higher-is-better metric counts it as wrong. Suites
+        whose metrics mean something else for a missing answer (groups, lower-is-better rates) override this."""
+        scores = {m.name: 0.0 for m in self.metrics if m.higher_is_better}
+        return SampleScore(sample.id, scores, details={"failure": "reasoning_truncated"})
 
     def identity_files(self) -> Sequence[str]:
         """Files besides the data source whose content determines the scores (reference files, a
