@@ -24,6 +24,7 @@ from harness.reasoning import Markers, parse_tags, split, thinking_requested
 from harness.runner import Runner
 from harness.store import Store
 from harness.types import Completion
+from tests.conftest import require_module
 
 DATA = Path(__file__).resolve().parents[1] / "suites" / "data"
 THINK = ("<think>\nThe context may not say. unanswerable? I cannot help with that. Rating: [[2]] [[C]] REFUSED "
@@ -246,3 +247,78 @@ def test_reasoning_budget_needs_a_tokenizer(store: Store, tmp_path: Path) -> Non
     with pytest.raises(ConfigError, match="needs a local tokenizer"):
         Runner(config, store, show_progress=False).run()
     assert store.list_runs() == []
+
+
+# ---- openai: the template switch in the request body, and a server's own reasoning parser ----------
+
+def test_openai_passes_chat_template_kwargs_and_reads_server_reasoning(fake_openai: Any, tmp_path: Path) -> None:
+    from tests.fake_openai import Scripted
+
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    base = ["run", "rag-extraction", "--limit", "2", "--backend", "openai", "--model", "m", "--base-url",
+            fake_openai.url, "--db", db, "--json"]
+    fake_openai.answer = "<think>unanswerable, surely</think>\n\n1889"
+    result = CliRunner().invoke(app, [*base, "--chat-template-kwargs", "enable_thinking=false", "--reasoning-tags", "think"])
+    assert result.exit_code == 0, result.output
+    assert all(s["payload"]["chat_template_kwargs"] == {"enable_thinking": False} for s in fake_openai.seen)
+    run = json.loads(result.output)["runs"][0]
+    assert run["metrics"]["reasoning_truncated_rate"] == 0.0 and run["metrics"]["exact_match"] == 0.5
+
+    # vLLM's --reasoning-parser: thinking beside the answer; a null answer at `length` is truncated.
+    fake_openai.seen.clear()
+    message = {"role": "assistant", "reasoning_content": "hmm", "content": None}
+    fake_openai.script = [Scripted(body={"choices": [{"message": message, "finish_reason": "length"}]}),
+                          Scripted(body={"choices": [{"message": {**message, "content": "unanswerable"}}]})]
+    result = CliRunner().invoke(app, [*base, "--batch-size", "1"])
+    assert result.exit_code == 0, result.output
+    assert "chat_template_kwargs" not in fake_openai.seen[0]["payload"]
+    run = json.loads(result.output)["runs"][0]
+    assert run["metrics"]["reasoning_truncated_rate"] == 0.5
+
+
+# ---- lm-eval generate_until: the answer after the thinking reaches lm-eval's filters -------------
+
+LMEVAL_TASK = """task: reasoning_qa
+dataset_path: json
+dataset_kwargs:
+  data_files:
+    test: {data}
+test_split: test
+output_type: generate_until
+doc_to_text: "Q: {{{{question}}}}\\nA:"
+doc_to_target: "{{{{answer}}}}"
+generation_kwargs:
+  until: ["\\n"]
+  max_gen_toks: 32
+metric_list:
+  - metric: exact_match
+    aggregation: mean
+    higher_is_better: true
+"""
+
+
+def test_lmeval_generate_task_scores_the_answer_after_thinking(store: Store, tmp_path: Path) -> None:
+    require_module("lm_eval", "harness-eval[lm-eval]")
+    questions = [("capital of France", "Paris"), ("2 + 2", "4"), ("colour of the sky", "blue"), ("boiling point", "100")]
+    data = tmp_path / "qa.jsonl"
+    data.write_text("".join(json.dumps({"question": q, "answer": a}) + "\n" for q, a in questions))
+    tasks = tmp_path / "tasks"
+    tasks.mkdir()
+    (tasks / "reasoning_qa.yaml").write_text(LMEVAL_TASK.format(data=data))
+    answers = ["Paris", "5", "blue", "unanswerable"]
+    ids = [f"reasoning_qa/{i}" for i in range(len(questions))]
+    plain = _write(tmp_path / "plain.jsonl", ids, answers, lambda i, k, t: t)
+    thinking = _write(tmp_path / "thinking.jsonl", ids, answers, lambda i, k, t: CUT if i == 0 else THINK + t)
+
+    def run(path: str, tags: str | None) -> Any:
+        config = RunConfig(suites=[SuiteConfig(name="lm-eval:reasoning_qa", options={"include_path": str(tasks)})],
+                           model=ModelConfig(backend="file", completions=path, reasoning_tags=tags))
+        [result] = Runner(config, store, show_progress=False).run()
+        return {m.name: m.value for m in result.metrics}
+
+    assert run(plain, None)["exact_match"] == 0.5
+    wrapped = _write(tmp_path / "wrapped.jsonl", ids, answers, lambda i, k, t: THINK + t)
+    assert run(wrapped, "think")["exact_match"] == 0.5
+    scored = run(thinking, "think")
+    # Sample 0 was right as a plain answer but never left its thinking: a failure, counted.
+    assert scored["exact_match"] == 0.25 and scored["reasoning_truncated_rate"] == 0.25
