@@ -20,7 +20,7 @@ budgets give.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -206,7 +206,7 @@ class ReasoningLayer:
         return answer if len(offsets) <= max_tokens else answer[: offsets[max_tokens - 1][1]]
 
 
-def check_loglikelihood(suite_name: str, kinds: set[str], config: Any) -> None:
+def check_loglikelihood(suite_name: str, kinds: Collection[str], config: Any) -> None:
     """Log-likelihood suites score fixed continuations and never think: asking for thinking there is
     a configuration error (raised before any run row exists), not a silently ignored setting."""
     if "loglikelihood" not in kinds:

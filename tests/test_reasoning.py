@@ -176,7 +176,7 @@ def test_reasoning_answers_score_like_plain_answers(key: str, store: Store, tmp_
 
 @pytest.mark.parametrize("key", list(SUITES))
 def test_truncated_reasoning_is_a_counted_failure(key: str, store: Store, tmp_path: Path) -> None:
-    file, answers_of, _, judged = SUITES[key]
+    file, answers_of, _, _ = SUITES[key]
     rows = [row for _, row in read_jsonl(DATA / file)]
     ids, answers = _ids(rows), answers_of(rows)
     # Samples 0 and 1 never leave their thinking; the others answer after it.
@@ -322,3 +322,15 @@ def test_lmeval_generate_task_scores_the_answer_after_thinking(store: Store, tmp
     scored = run(thinking, "think")
     # Sample 0 was right as a plain answer but never left its thinking: a failure, counted.
     assert scored["exact_match"] == 0.25 and scored["reasoning_truncated_rate"] == 0.25
+
+
+def test_board_shows_reasoning_beside_the_answer(store: Store, tmp_path: Path) -> None:
+    from dashboards import queries
+
+    rows = [row for _, row in read_jsonl(DATA / "rag_extraction_sample.jsonl")]
+    path = _write(tmp_path / "t.jsonl", _ids(rows), _rag(rows), lambda i, k, t: CUT if i == 0 else THINK + t)
+    result = _run(store, "rag-extraction", path, "think", tmp_path)
+    frame = queries.run_samples(store, result.run_id).frame.set_index("sample_id")
+    first, second = frame.iloc[0], frame.iloc[1]
+    assert first["completion"] == "" and first["reasoning"].endswith("[cut inside its thinking]")
+    assert "<think>" not in second["completion"] and second["reasoning"].startswith("The context may not say")

@@ -9,7 +9,6 @@ must split every output the same way.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,13 +28,6 @@ def thinking_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from harness.models.tiny import make_tiny_model
 
     return make_tiny_model(tmp_path_factory.mktemp("tiny-thinking"), thinking=True)
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Iterator[Store]:
-    store = Store(f"sqlite:///{tmp_path / 'h.db'}")
-    yield store
-    store.close()
 
 
 def _run(store: Store, model: Path, backend: str, **reasoning: Any) -> tuple[dict[str, float], list[tuple[Any, ...]], str]:
@@ -68,7 +60,7 @@ def _check_thinking_on_and_off(store: Store, model: Path, backend: str) -> dict[
     first = on[0][1]
     marker = first[len(first) * 3 // 5 :][:3]
     tagged_metrics, tagged, _ = _run(store, model, backend, reasoning_tags=f"<think>,{marker}")
-    text, reasoning, truncated, tokens = tagged[0]
+    _, reasoning, truncated, tokens = tagged[0]
     assert not truncated and reasoning and first.startswith(reasoning) and tokens >= 2
     assert tagged_metrics["reasoning_truncated_rate"] < 1.0
     # A separate thinking budget one token short of what it needed: now cut inside its thinking.
