@@ -334,3 +334,18 @@ def test_board_shows_reasoning_beside_the_answer(store: Store, tmp_path: Path) -
     first, second = frame.iloc[0], frame.iloc[1]
     assert first["completion"] == "" and first["reasoning"].endswith("[cut inside its thinking]")
     assert "<think>" not in second["completion"] and second["reasoning"].startswith("The context may not say")
+
+
+def test_rescore_replays_the_split(tmp_path: Path) -> None:
+    """`harness rescore` (the file backend on run:ID) keeps answer, thinking and truncation as stored."""
+    db = f"sqlite:///{tmp_path / 'h.db'}"
+    rows = [row for _, row in read_jsonl(DATA / "rag_extraction_sample.jsonl")]
+    path = _write(tmp_path / "t.jsonl", _ids(rows), _rag(rows), lambda i, k, t: CUT if i < 3 else THINK + t)
+    first = CliRunner().invoke(app, ["run", "rag-extraction", "--backend", "file", "--completions", path,
+                                     "--reasoning-tags", "think", "--db", db, "--json"])
+    assert first.exit_code == 0, first.output
+    run = json.loads(first.output)["runs"][0]
+    again = CliRunner().invoke(app, ["rescore", run["run_id"], "--db", db, "--json"])
+    assert again.exit_code == 0, again.output
+    rescored = json.loads(again.output)["runs"][0]
+    assert rescored["metrics"] == run["metrics"] and run["metrics"]["reasoning_truncated_rate"] == 3 / len(rows)
