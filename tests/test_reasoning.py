@@ -349,3 +349,21 @@ def test_rescore_replays_the_split(tmp_path: Path) -> None:
     assert again.exit_code == 0, again.output
     rescored = json.loads(again.output)["runs"][0]
     assert rescored["metrics"] == run["metrics"] and run["metrics"]["reasoning_truncated_rate"] == 3 / len(rows)
+
+
+def test_stop_sequences_apply_to_the_answer_not_the_thinking() -> None:
+    """lm-eval's `until: ["\\n"]` must not end a generation inside the thinking: the backend is asked
+    without stops and the answer is cut after the split."""
+    from harness.reasoning import ReasoningLayer
+    from harness.types import Request
+
+    class NoTokenizer:
+        def text_tokenizer(self) -> None:
+            return None
+
+    layer = ReasoningLayer(ModelConfig(backend="file", completions="x", reasoning_tags="think"), NoTokenizer())
+    request = Request(kind="generate", prompt="Q:", stop=("\n",), max_new_tokens=8)
+    [asked] = layer.prepare([request])
+    assert asked.stop == () and asked.max_new_tokens == 8
+    [done] = layer.finish([request], [Completion(text="<think>step 1\nstep 2</think>Paris\nQ: next")])
+    assert done.text == "Paris" and done.reasoning == "step 1\nstep 2" and not done.reasoning_truncated
