@@ -121,10 +121,15 @@ class Suite(ABC):
 
     def failure_score(self, sample: Sample) -> SampleScore:
         """The score of a sample whose answer never came (the model's output was cut inside its
-        reasoning): nothing is parsed, every higher-is-better metric counts it as wrong. Suites
-        whose metrics mean something else for a missing answer (groups, lower-is-better rates) override this."""
-        scores = {m.name: 0.0 for m in self.metrics if m.higher_is_better}
-        return SampleScore(sample.id, scores, details={"failure": "reasoning_truncated"})
+        reasoning, harness/reasoning.py): scored as empty answers, so groups, details and corpus
+        metrics see a missing answer, and every declared higher-is-better metric is forced to 0, so
+        an empty answer can never count as right. Multi-stage suites (a judge, a second turn) and
+        suites where a missing answer means more than that (an abstention) override this."""
+        n = sum(1 for r in self.requests(sample, 0, []) if r.role == "model")
+        empty = self.score_batch([sample], [[[Completion(text="")] * n]])[0]
+        higher = {m.name for m in self.metrics if m.higher_is_better}
+        scores = {k: (0.0 if k in higher else v) for k, v in empty.scores.items()}
+        return SampleScore(sample.id, scores, empty.groups, {**empty.details, "failure": "reasoning_truncated"})
 
     def identity_files(self) -> Sequence[str]:
         """Files besides the data source whose content determines the scores (reference files, a

@@ -171,12 +171,6 @@ class LmEvalSuite(Suite):
         groups = (sample.data["task"],) if len(self._tasks) > 1 else ()
         return SampleScore(sample.id, numeric, groups=groups, details={"lm_eval": _json_safe(record)})
 
-    def failure_score(self, sample: Sample) -> SampleScore:
-        """No answer (cut inside its reasoning): lm-eval scores an empty response for every request."""
-        n = sum(i.repeats for i in self._instances_of(sample))
-        failed = self.score(sample, [[Completion(text="")] * n])
-        return SampleScore(failed.sample_id, failed.scores, failed.groups, {**failed.details, "failure": "reasoning_truncated"})
-
     def aggregate(self, scores: Sequence[SampleScore]) -> list[MetricValue]:
         """lm-eval's own aggregation (task metrics, group metrics, standard errors) over the stored
         per-sample values; the loaded task objects supply the aggregation functions."""

@@ -351,23 +351,18 @@ class TranslationSuite(Suite):
             comet_info = self.comet.info()
         out = []
         for i, (sample, hyp) in enumerate(zip(samples, hyps, strict=True)):
-            scores, details = self._sentence_row(sample, hyp)
+            refs = sample.data["refs"]
+            scores = self._sentence_scores(hyp, refs, sample.data["target_lang"])
             scores.update({name: values[i] for name, values in comet.items() if values[i] == values[i]})
+            details: dict[str, Any] = {
+                "hypothesis": hyp,
+                "references": refs,
+                "direction": f"{sample.data['source_lang'] or ''}-{sample.data['target_lang']}",
+            }
             if comet_info:
                 details["comet"] = comet_info
             out.append(SampleScore(sample.id, scores, details=details))
         return out
-
-    def _sentence_row(self, sample: Sample, hyp: str) -> tuple[dict[str, float], dict[str, Any]]:
-        refs = sample.data["refs"]
-        direction = f"{sample.data['source_lang'] or ''}-{sample.data['target_lang']}"
-        scores = self._sentence_scores(hyp, refs, sample.data["target_lang"])
-        return scores, {"hypothesis": hyp, "references": refs, "direction": direction}
-
-    def failure_score(self, sample: Sample) -> SampleScore:
-        """No answer (cut inside its reasoning): an empty translation in the corpus scores, no COMET."""
-        scores, details = self._sentence_row(sample, "")
-        return SampleScore(sample.id, scores, details={**details, "failure": "reasoning_truncated"})
 
     def aggregate(self, scores: Sequence[SampleScore]) -> list[MetricValue]:
         """Corpus-level sacrebleu scores with their signatures, overall and per direction when the
