@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from harness.errors import ConfigError
 from harness.types import canonical_json, sha256_text
@@ -50,6 +50,25 @@ class ModelConfig(_Strict):
     options: dict[str, Any] = Field(
         default_factory=dict, description="Backend-specific settings (e.g. vLLM's tensor_parallel_size)."
     )
+    chat_template_kwargs: dict[str, Any] = Field(
+        default_factory=dict,
+        description="Passed to the chat template (hf, vllm) or as the request's chat_template_kwargs (openai), "
+        "e.g. {enable_thinking: false}. Part of the run's identity.",
+    )
+    reasoning_tags: str | None = Field(
+        None, description="Reasoning markers: START,END, a preset (think, harmony), none; unset = from the tokenizer."
+    )
+    reasoning_max_tokens: int | None = Field(
+        None, ge=1, description="Thinking budget on top of max_new_tokens, which then bounds the answer alone."
+    )
+
+    @field_validator("reasoning_tags")
+    @classmethod
+    def _check_tags(cls, value: str | None) -> str | None:
+        from harness.reasoning import parse_tags
+
+        parse_tags(value)  # a ValueError becomes this field's validation error
+        return value
 
 
 class GenerationConfig(_Strict):

@@ -23,13 +23,14 @@ from harness.backends.base import Backend, backend_fingerprint
 from harness.config import ModelConfig, RunConfig, SuiteConfig, config_hash
 from harness.errors import ConfigError
 from harness.provenance import directory_hash, git_revision, library_versions, model_identity
+from harness.reasoning import TOKENS, TRUNCATED, ReasoningLayer, check_loglikelihood, sample_reasoning_scores
 from harness.store import Store
-from harness.types import Completion, MetricValue, Request, Sample, SampleScore
+from harness.types import Completion, MetricSpec, MetricValue, Request, Sample, SampleScore
 
 if TYPE_CHECKING:
     from harness.distributed import RayPool
 from suites import create_suite
-from suites.base import Suite
+from suites.base import Suite, mean_metrics
 
 BackendFactory = Callable[[ModelConfig], Backend]
 
@@ -78,6 +79,7 @@ class Runner:
         self._backends: dict[str, Backend] = {}
         self._fingerprints: dict[str, str] = {}
         self._identities: dict[str, dict[str, Any]] = {}
+        self._layers: dict[str, ReasoningLayer] = {}
 
     # ---- backends ---------------------------------------------------------------------------
 
@@ -126,6 +128,12 @@ class Runner:
             else:
                 self._backends[role] = self.backend_factory(cfg)
         return self._backends[role]
+
+    def layer(self, role: str) -> ReasoningLayer:
+        """The reasoning split for one role's answers (markers from its config or its tokenizer)."""
+        if role not in self._layers:
+            self._layers[role] = ReasoningLayer(self._model_config(role), self.backend(role))
+        return self._layers[role]
 
     def _ray_backend(self) -> Backend:
         from harness.distributed import RayBackend, RayPool
@@ -177,11 +185,15 @@ class Runner:
         items = list(todo.items())
         call = backend.generate if kind == "generate" else backend.loglikelihood
         answered: dict[str, Completion] = {}
+        layer = self.layer(role) if kind == "generate" else None
         for start in range(0, len(items), size):
             chunk = items[start : start + size]
-            answers = call([r for _, r in chunk])
+            asked = [r for _, r in chunk]
+            answers = call(layer.prepare(asked)) if layer else call(asked)
             if len(answers) != len(chunk):
                 raise RuntimeError(f"backend '{backend.name}' returned {len(answers)} answers for {len(chunk)} requests")
+            if layer:  # split before caching, so a cached answer is the answer, not the thinking
+                answers = layer.finish(asked, answers)
             batch = {k: a for (k, _), a in zip(chunk, answers, strict=True)}
             answered.update(batch)
             if backend.cacheable:
@@ -274,6 +286,9 @@ class Runner:
             samples = samples[: suite_cfg.limit]
         for role in sorted(suite.roles()):
             self._model_config(role)  # a missing judge fails here, before any run row exists
+        if samples:
+            kinds = {r.kind for r in suite.requests(samples[0], 0, []) if r.role == "model"}
+            check_loglikelihood(suite.name, kinds, self.config.model)
         digest, record = self._run_record(suite, suite_cfg, source, len(samples))
 
         existing = self.store.find_resumable_run(digest)
@@ -315,10 +330,15 @@ class Runner:
                     if r.role == role
                 ]
                 self.backend(role).preflight(every)
+                if any(r.kind == "generate" for r in every):
+                    self.layer(role)  # a reasoning setting the backend cannot honour fails here
                 continue
             keys = [r.key(self.fingerprint(role)) for r in first if r.role == role]
             if len(self.store.cache_lookup(keys)) < len(set(keys)):
-                self.backend(role)
+                if any(r.kind == "generate" for r in first if r.role == role):
+                    self.layer(role)  # loads the backend; a reasoning setting it cannot honour fails here
+                else:
+                    self.backend(role)
 
     def _score_pending(self, run_id: str, suite: Suite, pending: Sequence[tuple[int, Sample]], total: int) -> None:
         with self._progress() as progress:
@@ -333,6 +353,7 @@ class Runner:
         answers: dict[str, list[list[Completion]]] = {s.id: [] for _, s in batch}
         asked: dict[str, list[list[Request]]] = {s.id: [] for _, s in batch}
         counts: dict[str, int] = {s.id: 0 for _, s in batch}
+        failed: set[str] = set()
         active = [s for _, s in batch]
         stage = 0
         while active:
@@ -353,22 +374,35 @@ class Runner:
                 flat.extend(reqs)
                 owners.extend((sample.id, i) for i in range(len(reqs)))
             if flat:
-                for (sid, _), completion in zip(owners, self.answer(flat), strict=True):
+                for (sid, _), completion, req in zip(owners, self.answer(flat), flat, strict=True):
                     answers[sid][-1].append(completion)
-            active = still
+                    if completion.reasoning_truncated and req.role == "model":
+                        failed.add(sid)  # cut inside its thinking: no later stage, no parsing
+            active = [s for s in still if s.id not in failed]
             stage += 1
-        scores = suite.score_batch([s for _, s in batch], [answers[s.id] for _, s in batch])
-        return [
-            _sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score)
-            for (position, sample), score in zip(batch, scores, strict=True)
-        ]
+        scored = [s for _, s in batch if s.id not in failed]
+        by_id = dict(zip([s.id for s in scored], suite.score_batch(scored, [answers[s.id] for s in scored]), strict=True))
+        rows = []
+        for position, sample in batch:
+            score = by_id[sample.id] if sample.id not in failed else suite.failure_score(sample)
+            roles = [[r.role for r in stage_reqs] for stage_reqs in asked[sample.id]]
+            extra = sample_reasoning_scores(answers[sample.id], roles)
+            if extra:
+                score = dataclasses.replace(score, scores={**score.scores, **extra})
+            rows.append(_sample_row(suite, position, sample, asked[sample.id], answers[sample.id], score))
+        return rows
 
     def _aggregate(self, run_id: str, suite: Suite) -> list[MetricValue]:
+        rows = self.store.run_scores(run_id)
+        mine = (TRUNCATED, TOKENS)
         scores = [
-            SampleScore(r["sample_id"], r["scores"], tuple(r["groups"]), r["details"])
-            for r in self.store.run_scores(run_id)
+            SampleScore(r["sample_id"], {k: v for k, v in r["scores"].items() if k not in mine}, tuple(r["groups"]), r["details"])
+            for r in rows
         ]
-        return suite.aggregate(scores)
+        # The reasoning figures are the runner's, whatever the suite's own aggregation does.
+        reasoning = [SampleScore(r["sample_id"], {k: v for k, v in r["scores"].items() if k in mine}) for r in rows]
+        extra = mean_metrics(reasoning, lambda name: MetricSpec(name, higher_is_better=False))
+        return suite.aggregate(scores) + extra
 
     def _progress(self) -> Progress:
         return Progress(

@@ -96,15 +96,26 @@ class Request:
 @dataclass(frozen=True)
 class Completion:
     """A backend's answer: generated `text`, or the `logprob` of a continuation (with whether it
-    was the greedy continuation, as lm-eval reports it)."""
+    was the greedy continuation, as lm-eval reports it).
+
+    For a reasoning model `text` is the final answer only and `reasoning` the thinking before it
+    (None: no split was made); `reasoning_truncated` marks an output cut inside its thinking, whose
+    empty answer is never scored (harness/reasoning.py)."""
 
     text: str = ""
     logprob: float | None = None
     is_greedy: bool | None = None
     meta: Mapping[str, Any] = field(default_factory=dict)
+    reasoning: str | None = None
+    reasoning_tokens: int | None = None
+    reasoning_truncated: bool = False
 
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {"text": self.text}
+        if self.reasoning is not None:  # only when split, so older caches and stores read the same
+            out.update(reasoning=self.reasoning, reasoning_truncated=self.reasoning_truncated)
+            if self.reasoning_tokens is not None:
+                out["reasoning_tokens"] = self.reasoning_tokens
         if self.logprob is not None:
             out["logprob"] = self.logprob
         if self.is_greedy is not None:
@@ -120,6 +131,9 @@ class Completion:
             logprob=data.get("logprob"),
             is_greedy=data.get("is_greedy"),
             meta=dict(data.get("meta") or {}),
+            reasoning=data.get("reasoning"),
+            reasoning_tokens=data.get("reasoning_tokens"),
+            reasoning_truncated=bool(data.get("reasoning_truncated", False)),
         )
 
 

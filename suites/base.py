@@ -66,6 +66,18 @@ class Suite(ABC):
             raise ConfigError(f"suite '{self.name}': option '{key}'={raw!r} must be at least {minimum}")
         return value
 
+    def flag_option(self, key: str, default: bool = False) -> bool:
+        """A yes/no suite option (true/false, given as text on the command line or a YAML boolean)."""
+        from harness.errors import ConfigError
+
+        raw = self.options.get(key)
+        if raw is None or isinstance(raw, bool):
+            return default if raw is None else raw
+        text = str(raw).strip().lower()
+        if text not in ("true", "false", "yes", "no", "1", "0"):
+            raise ConfigError(f"suite '{self.name}': option '{key}'={raw!r} is not true or false")
+        return text in ("true", "yes", "1")
+
     def allowed_options(self) -> Sequence[str]:
         return ()
 
@@ -106,6 +118,18 @@ class Suite(ABC):
         """Score a batch of samples at once. The default scores each alone; suites whose scorer is
         costly to call (a neural metric in another process) override this to send one batch."""
         return [self.score(s, c) for s, c in zip(samples, completions, strict=True)]
+
+    def failure_score(self, sample: Sample) -> SampleScore:
+        """The score of a sample whose answer never came (the model's output was cut inside its
+        reasoning, harness/reasoning.py): scored as empty answers, so groups, details and corpus
+        metrics see a missing answer, and every declared higher-is-better metric is forced to 0, so
+        an empty answer can never count as right. Multi-stage suites (a judge, a second turn) and
+        suites where a missing answer means more than that (an abstention) override this."""
+        n = sum(1 for r in self.requests(sample, 0, []) if r.role == "model")
+        empty = self.score_batch([sample], [[[Completion(text="")] * n]])[0]
+        higher = {m.name for m in self.metrics if m.higher_is_better}
+        scores = {k: (0.0 if k in higher else v) for k, v in empty.scores.items()}
+        return SampleScore(sample.id, scores, empty.groups, {**empty.details, "failure": "reasoning_truncated"})
 
     def identity_files(self) -> Sequence[str]:
         """Files besides the data source whose content determines the scores (reference files, a

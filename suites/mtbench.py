@@ -29,6 +29,7 @@ from harness.config import GenerationConfig
 from harness.datafiles import read_jsonl
 from harness.errors import ConfigError, DataError
 from harness.provenance import directory_hash
+from harness.reasoning import shown_to_judge
 from harness.types import Completion, Message, MetricSpec, MetricValue, Request, Sample, SampleScore
 from suites.base import Suite
 from suites.judge_prompts import DEFAULT, Kind, PromptSet, load_fastchat_prompts, require_slots
@@ -121,12 +122,15 @@ class MTBenchSuite(Suite):
     judge_kind: Kind = "single"
 
     def allowed_options(self) -> Sequence[str]:
-        return ("references", "judge_prompts", "max_new_tokens", "judge_max_new_tokens", "temperature")
+        return ("references", "judge_prompts", "max_new_tokens", "judge_max_new_tokens", "temperature",
+                "judge_sees_reasoning")
 
     def __init__(self, options: Mapping[str, Any] | None = None, generation: GenerationConfig | None = None) -> None:
         super().__init__(options, generation)
         self.max_new_tokens = self.number_option("max_new_tokens", 1024, int, 1)
         self.judge_max_new_tokens = self.number_option("judge_max_new_tokens", 1024, int, 1)
+        #: The judge grades the answer alone unless asked to read the model's reasoning too.
+        self.judge_sees_reasoning = self.flag_option("judge_sees_reasoning")
         self.temperature: float | None = (
             self.number_option("temperature", None, float, 0.0)
         )
@@ -203,7 +207,8 @@ class MTBenchSuite(Suite):
             return [self._answer_request(sample, (Message("user", turns[0]), Message("assistant", first),
                                                   Message("user", turns[1])))]
         if stage == 2:
-            answers = [prior[0][0].text, prior[1][0].text]
+            answers = [shown_to_judge(prior[0][0], self.judge_sees_reasoning),
+                       shown_to_judge(prior[1][0], self.judge_sees_reasoning)]
             return self.judge_requests(sample, answers)
         return []
 
@@ -264,6 +269,11 @@ class MTBenchSuite(Suite):
             "judge_prompts": self.prompts.name,
             "temperature": self.temperature_for(sample.data["category"]),
         })
+
+    def failure_score(self, sample: Sample) -> SampleScore:
+        """No answer (cut inside its reasoning): the lowest rating on both turns, no judge asked."""
+        scores = {"turn1": 1.0, "turn2": 1.0, "invalid_turn1": 0.0, "invalid_turn2": 0.0, "score": 1.0, "judge_invalid": 0.0}
+        return SampleScore(sample.id, scores, groups=(sample.data["category"],), details={"failure": "reasoning_truncated"})
 
     def aggregate(self, scores: Sequence[SampleScore]) -> list[MetricValue]:
         """FastChat's averages over valid judgments: overall, per turn and per category."""
@@ -376,6 +386,11 @@ class MTBenchPairwiseSuite(MTBenchSuite):
                     "answer_b_1": second[0], "answer_b_2": second[1]}
                 out.append(self.judge_request(prompt.system_prompt, prompt.render(**fields)))
         return out
+
+    def failure_score(self, sample: Sample) -> SampleScore:
+        """No answer (cut inside its reasoning): the baseline wins both turns, no judge asked."""
+        scores = {f"{k}{t}": 0.0 for t in (1, 2) for k in ("turn", "invalid_turn", "inconsistent_turn")}
+        return SampleScore(sample.id, scores, groups=(sample.data["category"],), details={"failure": "reasoning_truncated"})
 
     def score(self, sample: Sample, completions: Sequence[Sequence[Completion]]) -> SampleScore:
         judged = completions[2]

@@ -199,6 +199,13 @@ class RagExtractionSuite(Suite):
             )
         ]
 
+    def failure_score(self, sample: Sample) -> SampleScore:
+        """No answer (cut inside its reasoning): wrong on every question, and not an abstention."""
+        answerable = gold_answers(sample.data["answers"]) != [""]
+        return SampleScore(sample.id, {"exact_match": 0.0, "f1": 0.0, "recall": 0.0, "abstained": 0.0},
+                           groups=("answerable",) if answerable else ("unanswerable",),
+                           details={"failure": "reasoning_truncated"})
+
     def score(self, sample: Sample, completions: Sequence[Sequence[Completion]]) -> SampleScore:
         raw = completions[0][0].text
         prediction, abstained = extract_prediction(raw, self.abstain_phrase)

@@ -69,9 +69,13 @@ with table:
         st.dataframe(shown, hide_index=True, width="stretch",
                      column_config={"score": st.column_config.NumberColumn(score_key or "score", format="%.3f"),
                                     "prompt": st.column_config.TextColumn(width="large"),
-                                    "completion": st.column_config.TextColumn(width="medium")})
+                                    "completion": st.column_config.TextColumn(width="medium"),
+                                    "reasoning": None})
         rows = shown.set_index("sample_id")
         picked = st.selectbox("read a sample in full", list(rows.index), key="sample_detail")
         st.text_area("prompt", rows.loc[picked, "prompt"], height=160, disabled=True)
         st.text_area("completion", rows.loc[picked, "completion"], height=100, disabled=True)
+        if rows.loc[picked, "reasoning"]:
+            with st.expander("reasoning (not scored)", expanded=False):
+                st.text_area("reasoning", rows.loc[picked, "reasoning"], height=160, disabled=True)
         st.caption(f"scores: {rows.loc[picked, 'scores']} · groups: {rows.loc[picked, 'groups'] or 'none'}")

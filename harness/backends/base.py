@@ -40,6 +40,11 @@ class Backend(ABC):
         """Check, before a run is created, that these requests can be answered (a replay backend
         verifies that every sample has an answer, so a gap is an input error, not a failed run)."""
 
+    def text_tokenizer(self) -> Any | None:
+        """The tokenizer that renders prompts and counts tokens locally, if any (reasoning markers and
+        thinking-token counts come from it); replay backends and plain servers have none."""
+        return getattr(self, "tokenizer", None)
+
     def info(self) -> dict[str, Any]:
         """Settings worth recording with a run (dtype actually used, chat template hash, device)."""
         return {}
@@ -76,4 +81,9 @@ def backend_fingerprint(config: ModelConfig, identity: dict[str, Any], dtype: st
         "completions": config.completions,
         "options": config.options,
     }
+    # Reasoning settings change answers; added only when set, so existing cache keys stay valid.
+    for key in ("chat_template_kwargs", "reasoning_tags", "reasoning_max_tokens"):
+        value = getattr(config, key, None)
+        if value:
+            payload[key] = value
     return sha256_text(canonical_json(payload))

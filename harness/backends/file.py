@@ -87,7 +87,9 @@ class FileBackend(Backend):
             raise DataError(self.source, None, "id", f"no completion for {len(missing)} sample(s): {shown}")
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        return [Completion(text=str(self._lookup(r).get("text", ""))) for r in requests]
+        # A replayed run keeps its reasoning split (answer, thinking, truncated), so a rescore scores alike.
+        kept = ("text", "reasoning", "reasoning_tokens", "reasoning_truncated")
+        return [Completion.from_json({k: v for k, v in self._lookup(r).items() if k in kept}) for r in requests]
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
         out = []

@@ -99,7 +99,7 @@ class HFBackend(Backend):
         for i, r in enumerate(requests):
             groups[(r.max_new_tokens, r.temperature, r.top_p, r.seed)].append(i)
         for (max_new, temperature, top_p, seed), idxs in groups.items():
-            prompts = {i: render_messages(self.tokenizer, requests[i]) for i in idxs}
+            prompts = {i: render_messages(self.tokenizer, requests[i], self.config.chat_template_kwargs) for i in idxs}
             encoded = {i: self.tokenizer(prompts[i], add_special_tokens=not requests[i].messages)["input_ids"] for i in idxs}
             order = sorted(idxs, key=lambda i: -len(encoded[i]))
             for start in range(0, len(order), self.config.batch_size):

@@ -212,6 +212,8 @@ class OpenAIBackend(Backend):
         payload.update(self.opts.extra_body)
         if r.messages is not None:
             payload["messages"] = [{"role": m.role, "content": m.content} for m in r.messages]
+            if self.config.chat_template_kwargs:
+                payload["chat_template_kwargs"] = dict(self.config.chat_template_kwargs)
             return "/chat/completions", payload
         payload["prompt"] = r.prompt or ""
         return "/completions", payload
@@ -225,8 +227,11 @@ class OpenAIBackend(Backend):
         for path, items in by_path.items():
             bodies = self._gather(path, [p for _, p in items])
             for (i, _), body in zip(items, bodies, strict=True):
-                out[i] = Completion(text=truncate_at_stop(self._text(body, path), requests[i].stop))
+                out[i] = _server_split(body) or Completion(text=truncate_at_stop(self._text(body, path), requests[i].stop))
         return [c for c in out if c is not None]
+
+    def text_tokenizer(self) -> Any | None:
+        return self._load_tokenizer()
 
     def _text(self, body: dict[str, Any], path: str) -> str:
         ids = None
@@ -318,3 +323,20 @@ def _choice_text(body: dict[str, Any], path: str, base_url: str) -> str:
     except (KeyError, IndexError, TypeError):
         raise BackendError(f"server {base_url} answered POST {path} without choices[0] text") from None
     return str(text or "")
+
+
+def _server_split(body: dict[str, Any]) -> Completion | None:
+    """A server that parses reasoning itself (vLLM's --reasoning-parser) returns it beside the
+    answer as `reasoning_content` (or `reasoning`); an answer still null at `finish_reason: length`
+    was cut inside the thinking."""
+    try:
+        choice = body["choices"][0]
+        message = choice["message"]
+    except (KeyError, IndexError, TypeError):
+        return None
+    reasoning = message.get("reasoning_content", message.get("reasoning")) if isinstance(message, dict) else None
+    if not isinstance(reasoning, str):
+        return None
+    content = message.get("content")
+    truncated = content in (None, "") and choice.get("finish_reason") == "length"
+    return Completion(text=str(content or ""), reasoning=reasoning, reasoning_truncated=truncated)

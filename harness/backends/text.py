@@ -7,28 +7,33 @@ Nothing here imports torch.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from harness.types import Request
 
 
-def render_messages(tokenizer: Any, request: Request) -> str:
-    """The exact prompt text: the tokenizer's own chat template for chat requests, else the raw prompt."""
+def render_messages(tokenizer: Any, request: Request, template_kwargs: Mapping[str, Any] | None = None) -> str:
+    """The exact prompt text: the tokenizer's own chat template for chat requests, else the raw prompt.
+
+    `template_kwargs` (`--chat-template-kwargs`, e.g. enable_thinking=false) reach the template."""
     if request.messages is None:
         return request.prompt or ""
     turns = [{"role": m.role, "content": m.content} for m in request.messages]
     if getattr(tokenizer, "chat_template", None):
-        text: str = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
+        text: str = tokenizer.apply_chat_template(
+            turns, tokenize=False, add_generation_prompt=True, **dict(template_kwargs or {})
+        )
         return text
     # No template shipped with the model: plain turns, recorded as such in the run's backend info.
     return "\n\n".join(m.content for m in request.messages) + "\n\n"
 
 
-def prompt_ids(tokenizer: Any, request: Request) -> list[int]:
+def prompt_ids(tokenizer: Any, request: Request, template_kwargs: Mapping[str, Any] | None = None) -> list[int]:
     """Token ids of a generate request's prompt. A chat template writes its own special tokens, so
     they are added by the tokenizer only for raw prompts (the rule HF's and vLLM's servers follow)."""
-    ids: list[int] = tokenizer(render_messages(tokenizer, request), add_special_tokens=not request.messages)["input_ids"]
+    text = render_messages(tokenizer, request, template_kwargs)
+    ids: list[int] = tokenizer(text, add_special_tokens=not request.messages)["input_ids"]
     return ids
 
 

@@ -227,7 +227,7 @@ class VLLMBackend(Backend):
         prompts, params = [], []
         for r in requests:
             keep = max(1, self.max_length - r.max_new_tokens)
-            prompts.append(prompt_ids(self.tokenizer, r)[-keep:])
+            prompts.append(prompt_ids(self.tokenizer, r, self.config.chat_template_kwargs)[-keep:])
             sampled = r.temperature > 0
             params.append(
                 SamplingParams(

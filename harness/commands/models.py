@@ -19,12 +19,16 @@ def make_tiny(
     heads: Annotated[int, typer.Option(min=1)] = 2,
     seed: Annotated[int, typer.Option()] = 0,
     force: Annotated[bool, typer.Option(help="Overwrite an existing model.")] = False,
+    thinking: Annotated[
+        bool, typer.Option(help="A reasoning-model variant: <think> tokens and a template that opens the thinking.")
+    ] = False,
 ) -> None:
     """A random 2-layer Llama (head_dim 64) with a locally trained BPE tokenizer and chat template."""
     with exit_on_error():
         from harness.models.tiny import make_tiny_model
 
-        path = make_tiny_model(directory, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed, force=force)
+        path = make_tiny_model(directory, hidden_size=hidden_size, layers=layers, heads=heads, seed=seed, force=force,
+                               thinking=thinking)
         err.print(f"tiny model ready in {path}")
 
 

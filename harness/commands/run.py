@@ -21,6 +21,7 @@ from harness.config import (
     resolve_db_url,
 )
 from harness.errors import ConfigError
+from harness.reasoning import reasoning_settings
 from harness.runner import Runner, SuiteResult
 from harness.store import safe_url
 
@@ -92,6 +93,7 @@ def build_config(
     include_path: str | None = None,
     backend_options: list[str] | None = None,
     base_url: str | None = None,
+    reasoning: dict[str, Any] | None = None,
 ) -> RunConfig:
     per_suite = _parse_data(data, suites)
     suite_options = _parse_options(options)
@@ -131,6 +133,7 @@ def build_config(
                 trust_remote_code=trust_remote_code,
                 completions=completions,
                 options=model_options,
+                **(reasoning or {}),
             ),
             judge=judge,
             generation=GenerationConfig(max_new_tokens=max_new_tokens, temperature=temperature, seed=seed),
@@ -150,6 +153,7 @@ def build_judge(
     device: str,
     batch_size: int,
     db: str | None,
+    reasoning_tags: str | None = None,
 ) -> ModelConfig | None:
     """The backend answering requests with role "judge" (MT-Bench grading, the safety judge)."""
     if not (model or backend or completions or options):
@@ -165,7 +169,8 @@ def build_judge(
         raise ConfigError("--judge-model is required (except with --judge-backend file)")
     try:
         return ModelConfig(path=model, backend=backend, completions=completions, dtype=dtype,  # type: ignore[arg-type]
-                           device=device, batch_size=batch_size, options=judge_options)
+                           device=device, batch_size=batch_size, options=judge_options,
+                           **reasoning_settings(reasoning_tags, None, []))
     except ValidationError as exc:
         raise ConfigError("judge: " + format_validation_error(exc)) from None
 
@@ -228,6 +233,18 @@ def run(
     ] = None,
     base_url: Annotated[str | None, typer.Option(help="openai backend: API root, e.g. http://127.0.0.1:8000/v1.")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
+    reasoning_tags: Annotated[
+        str | None, typer.Option(help="Reasoning markers START,END (or think, harmony, none); default: the tokenizer's.")
+    ] = None,
+    judge_reasoning_tags: Annotated[
+        str | None, typer.Option(help="The judge's reasoning markers (its verdict is read after them).")
+    ] = None,
+    reasoning_max_tokens: Annotated[
+        int | None, typer.Option(min=1, help="Thinking budget on top of --max-new-tokens (which then bounds the answer).")
+    ] = None,
+    chat_template_kwargs: Annotated[
+        list[str] | None, typer.Option(help="Chat template setting KEY=VALUE, e.g. enable_thinking=false (repeatable).")
+    ] = None,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -241,13 +258,14 @@ def run(
             if not suites:
                 raise ConfigError("name at least one suite, e.g. harness run rag-extraction --model DIR")
             judge = build_judge(judge_model, judge_backend, judge_completions, judge_option or [], dtype, device,
-                                batch_size, db)
+                                batch_size, db, judge_reasoning_tags)
             configs = [
                 build_config(
                     suites, m, adapter, backend, data or [], limit, completions, batch_size, dtype, device,
                     max_new_tokens, temperature, seed, trust_remote_code, run_name, tag or [], option or [], db, judge,
                     source_lang=source_lang, target_lang=target_lang, num_fewshot=num_fewshot, include_path=include_path,
                     backend_options=backend_option, base_url=base_url,
+                    reasoning=reasoning_settings(reasoning_tags, reasoning_max_tokens, chat_template_kwargs or []),
                 )
                 for m in (model or [None])  # type: ignore[list-item]
             ]

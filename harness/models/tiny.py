@@ -20,6 +20,16 @@ CHAT_TEMPLATE = (
     "{% if add_generation_prompt %}<|assistant|>\n{% endif %}"
 )
 
+#: A reasoning model's template (Qwen3 / DeepSeek-R1 style): the generation prompt opens the thinking
+#: for the model, and `enable_thinking=false` closes it empty so the model answers at once.
+THINKING_TEMPLATE = CHAT_TEMPLATE.replace(
+    "<|assistant|>\n{% endif %}",
+    "<|assistant|>\n{% if enable_thinking is defined and not enable_thinking %}<think>\n\n</think>\n\n"
+    "{% else %}<think>\n{% endif %}{% endif %}",
+)
+#: Ordinary (not special) added tokens, as Qwen3 ships them, so decoding keeps them in the text.
+THINKING_TOKENS = ["<think>", "</think>"]
+
 SPECIAL_TOKENS = ["<pad>", "<s>", "</s>", "<|system|>", "<|user|>", "<|assistant|>", "<|end|>"]
 
 _BASE_CORPUS = """
@@ -49,8 +59,10 @@ def _corpus() -> list[str]:
     return lines * 4
 
 
-def build_tokenizer(vocab_size: int = 1024):  # type: ignore[no-untyped-def]
-    """A byte-level BPE tokenizer trained on a small built-in corpus, wrapped for transformers."""
+def build_tokenizer(vocab_size: int = 1024, thinking: bool = False):  # type: ignore[no-untyped-def]
+    """A byte-level BPE tokenizer trained on a small built-in corpus, wrapped for transformers.
+
+    `thinking` adds the `<think>`/`</think>` tokens and a template that opens the thinking."""
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
@@ -72,6 +84,9 @@ def build_tokenizer(vocab_size: int = 1024):  # type: ignore[no-untyped-def]
         additional_special_tokens=["<|system|>", "<|user|>", "<|assistant|>", "</s>"],
     )
     wrapped.chat_template = CHAT_TEMPLATE
+    if thinking:
+        wrapped.add_tokens(THINKING_TOKENS)
+        wrapped.chat_template = THINKING_TEMPLATE
     return wrapped
 
 
@@ -84,11 +99,13 @@ def make_tiny_model(
     vocab_size: int = 1024,
     seed: int = 0,
     force: bool = False,
+    thinking: bool = False,
 ) -> Path:
     """Write a tiny random Llama (head_dim = hidden_size / heads) and its tokenizer to `directory`.
 
     The same arguments always give the same weights and tokenizer. An existing model there is kept
-    unless `force`, so calling this twice is cheap.
+    unless `force`, so calling this twice is cheap. `thinking` makes a reasoning-model variant
+    (thinking tokens in the vocabulary, a template that opens the thinking; docs/reasoning.md).
     """
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -101,7 +118,7 @@ def make_tiny_model(
     head_dim = hidden_size // heads
     if head_dim not in (32, 64, 128, 256):
         raise ConfigError(f"head_dim {head_dim} is not supported by vLLM's CPU attention (use 32, 64 or 128)")
-    tokenizer = build_tokenizer(vocab_size)
+    tokenizer = build_tokenizer(vocab_size, thinking=thinking)
     config = LlamaConfig(
         vocab_size=len(tokenizer),
         hidden_size=hidden_size,
