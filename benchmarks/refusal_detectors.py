@@ -24,8 +24,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.refusal_eval import LabelledSet, agreement, leave_one_model_out, load_labelled  # noqa: E402
-from harness.refusal_learned import FEATURES, LearnedDetector, features, fit  # noqa: E402
+from harness.refusal_eval import LabelledSet, agreement, leave_one_model_out, load_labelled
+from harness.refusal_learned import FEATURES, LearnedDetector, features, fit
 
 FILES = {"gpt4": "xstest_v2_completions_gpt4_labeled.csv", "llama2": "xstest_v2_completions_llama2new_labeled.csv"}
 RULE_COLUMNS = [i for i, f in enumerate(FEATURES) if f.startswith("rules_") or f == "empty"]

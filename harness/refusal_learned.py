@@ -80,7 +80,15 @@ def _embed(texts: Sequence[str]) -> FloatArray:
                           "(or use --option detector=rules)")
     if not texts:
         return np.zeros((0, 384))
-    return np.asarray(MiniLMEmbedder().transform(list(texts)), dtype=np.float64)
+    from transformers.utils import logging as hf_logging
+
+    shown = hf_logging.is_progress_bar_enabled()
+    hf_logging.disable_progress_bar()  # "Loading weights" bars would litter logs and `--json` runs' stderr
+    try:
+        return np.asarray(MiniLMEmbedder().transform(list(texts)), dtype=np.float64)
+    finally:
+        if shown:
+            hf_logging.enable_progress_bar()
 
 
 def rule_features(verdict: RefusalVerdict) -> list[float]:
@@ -137,7 +145,7 @@ def fit(matrix: FloatArray, refused: Sequence[bool], c: float = 1.0, trained_on:
         "threshold": 0.5,
         "c": c,
         "trained_on": list(trained_on),
-        "n_train": int(len(y)),
+        "n_train": len(y),
         "refusal_statements": list(REFUSAL_STATEMENTS),
         "compliance_statements": list(COMPLIANCE_STATEMENTS),
     }

@@ -117,7 +117,9 @@ def classify_command(
     detector: Annotated[str, typer.Option(help="rules | learned | judge (see docs/safety.md).")] = "rules",
     judge_model: Annotated[str | None, typer.Option(help="--detector judge: judge model directory or hub id.")] = None,
     judge_backend: Annotated[str | None, typer.Option(help="--detector judge: hf | vllm | openai | file (default hf).")] = None,
-    judge_completions: Annotated[str | None, typer.Option(help="--detector judge with the file backend: JSONL of {id, completion}.")] = None,
+    judge_completions: Annotated[
+        str | None, typer.Option(help="--detector judge with the file backend: JSONL of {id, completion}.")
+    ] = None,
     judge_option: Annotated[list[str] | None, typer.Option(help="Judge backend option KEY=VALUE (repeatable).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write one JSON line per row here.")] = None,
     json_output: JsonOption = False,
