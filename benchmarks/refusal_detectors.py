@@ -43,6 +43,22 @@ def learned_fitter(drop: list[int] | None = None) -> Any:
     return fitter
 
 
+def embedding_baseline(sets: list[LabelledSet]) -> list[dict[str, Any]]:
+    """The obvious alternative, for the record: the same fit on each answer's mean MiniLM embedding (384-d)."""
+    from harness.refusal_learned import _embed
+
+    matrices = [_embed([c.strip() for c in s.completions]) for s in sets]
+    return [{"detector": "mean answer embedding (384-d)", "protocol": "leave-one-model-out", "model": model, "in_sample": False, **r}
+            for model, r in leave_one_model_out(sets, matrices, _plain_fitter).items()]
+
+
+def _plain_fitter(x: np.ndarray, y: np.ndarray) -> Any:
+    from sklearn.linear_model import LogisticRegression
+
+    model = LogisticRegression(C=1.0, max_iter=10_000).fit(x, y)
+    return lambda m: model.predict(m) == 1
+
+
 def evaluate(sets: list[LabelledSet], matrices: list[np.ndarray]) -> list[dict[str, Any]]:
     """One row per (detector, held-out model): agreement, kappa, confusion, and whether it is in-sample."""
     rows = []
@@ -78,6 +94,7 @@ def main() -> int:
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared/data/safety"))
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--write-weights", help="fit on every file and write the weights JSON here")
+    parser.add_argument("--baseline", action="store_true", help="also score a fit on whole-answer embeddings (slower)")
     args = parser.parse_args()
     data = Path(args.data_dir)
     missing = [f for f in FILES.values() if not (data / f).is_file()]
@@ -91,7 +108,7 @@ def main() -> int:
         weights = fit(np.vstack(matrices), [r for s in sets for r in s.refused], trained_on=list(FILES.values()))
         Path(args.write_weights).write_text(json.dumps(weights, indent=1) + "\n", encoding="utf-8")
         print(f"wrote {args.write_weights} (fitted on {weights['n_train']} answers)", file=sys.stderr)
-    rows = evaluate(sets, matrices)
+    rows = evaluate(sets, matrices) + (embedding_baseline(sets) if args.baseline else [])
     print(json.dumps(rows, indent=1) if args.json else markdown(rows))
     return 0
 

@@ -205,6 +205,8 @@ def test_detector_is_part_of_the_run_identity_and_rescore_relabels(tmp_path: Pat
     low, high = metrics["refusal_rate"]["details"]["ci95"]
     assert low < 0.75 < high and metrics["t/over_refusal_rate"]["details"]["interval"] == "wilson"
     store.close()
+    shown = CliRunner().invoke(app, ["runs", "show", rules["run_id"], "--db", db])
+    assert f"refusal_rate: 95% CI [{low:.4f}, {high:.4f}] (wilson)" in shown.stdout
 
     again = CliRunner().invoke(app, ["rescore", rules["run_id"], "--option", "detector=learned", "--db", db, "--json"])
     assert again.exit_code == 0, again.output
