@@ -234,3 +234,14 @@ def test_gate_pairs_two_safety_runs_by_prompt(tmp_path: Path) -> None:
     learned = _run(db, prompts, base_answers, "--option", "detector=learned")
     mixed = CliRunner().invoke(app, ["gate", "--baseline", learned["run_id"], "--candidate", worse["run_id"], "--db", db, "--json"])
     assert mixed.exit_code == 2 and "suite version differs" in mixed.output  # two detectors are never paired
+
+
+def test_detector_option_names() -> None:
+    from harness.errors import ConfigError
+    from suites import create_suite
+
+    assert create_suite("safety").version == "2.0/rules-1"
+    assert create_suite("safety", {"detector": "patterns"}).version == "2.0/rules-1"  # stored runs' old name
+    assert create_suite("safety", {"detector": "judge"}).version == "2.0/judge+rules-1"
+    with pytest.raises(ConfigError, match="use rules, learned, judge"):
+        create_suite("safety", {"detector": "regex"})
