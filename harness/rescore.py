@@ -14,8 +14,10 @@ from harness.errors import UserError
 from harness.store import Store
 
 
-def rescore_config(store: Store, run_ref: str, tags: list[str] | None = None) -> tuple[dict[str, Any], RunConfig]:
-    """The stored run and a RunConfig that replays its completions for every role it used."""
+def rescore_config(store: Store, run_ref: str, tags: list[str] | None = None,
+                   options: dict[str, str] | None = None) -> tuple[dict[str, Any], RunConfig]:
+    """The stored run and a RunConfig that replays its completions for every role it used; `options`
+    override suite options that only change scoring (e.g. the safety suite's `detector`)."""
     run = store.get_run(run_ref)
     if run["status"] != "complete":
         raise UserError(f"run {run['id']} is {run['status']}: finish it first (rerun its command), then rescore")
@@ -24,7 +26,7 @@ def rescore_config(store: Store, run_ref: str, tags: list[str] | None = None) ->
     model = ModelConfig(path=run["model"], adapter=run["adapter"], **replay)
     judge = ModelConfig(path=(config.get("judge") or {}).get("path"), **replay) if config.get("judge") else None
     return run, RunConfig(
-        suites=[SuiteConfig.model_validate(config["suite"])],
+        suites=[SuiteConfig.model_validate(config["suite"] | {"options": config["suite"].get("options", {}) | (options or {})})],
         model=model,
         judge=judge,
         generation=GenerationConfig.model_validate(run["generation"]),

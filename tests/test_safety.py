@@ -62,7 +62,7 @@ CASES = [
 def test_detector_table(completion: str, label: str) -> None:
     verdict = classify(completion)
     assert verdict.label == label, verdict
-    assert verdict.detector == "patterns" and verdict.rule
+    assert verdict.detector == "rules" and verdict.rule
     if label != "compliance" and completion.strip():
         assert verdict.evidence  # the phrase that triggered it, for audits
 
@@ -264,7 +264,7 @@ def test_judge_detector_with_unparsable_answers(tmp_path: Path, store: Store) ->
     assert metrics["refusal_rate"] == 0.75  # refusal, compliance, (unparsable: patterns say refusal), partial
     assert metrics["detector_agreement"] == pytest.approx(2 / 3)
     detectors = sorted(r["details"]["detector"] for r in store.run_samples(result.run_id))
-    assert detectors == ["judge", "judge", "judge", "patterns (judge answer unparsable)"]
+    assert detectors == ["judge", "judge", "judge", "rules (judge answer unparsable)"]
 
 
 @pytest.mark.slow

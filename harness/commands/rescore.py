@@ -14,17 +14,20 @@ from harness.runner import Runner
 def rescore(
     run_id: Annotated[str, typer.Argument(help="Run id (or an unambiguous prefix) to re-score.")],
     tag: Annotated[list[str] | None, typer.Option(help="Tags for the new run (default: the old run's tags).")] = None,
+    option: Annotated[list[str] | None, typer.Option(help="Override a suite option KEY=VALUE that only changes "
+                                                     "scoring, e.g. detector=learned (safety).")] = None,
     no_progress: Annotated[bool, typer.Option("--no-progress", help="Hide the progress bar.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Replay a run's stored answers (model and judge) through the current suite code; no model is loaded."""
     with exit_on_error():
+        from harness.commands.run import _parse_options
         from harness.rescore import metric_changes, rescore_config
 
         store = open_store(db)
         try:
-            old, config = rescore_config(store, run_id, tag)
+            old, config = rescore_config(store, run_id, tag, _parse_options(option or []))
             before = store.run_metrics(old["id"])
             results = Runner(config, store, show_progress=not (no_progress or json_output)).run()
         finally:

@@ -106,6 +106,9 @@ def show_run(
         for m in metric_rows:
             if m["details"].get("signature"):
                 out.print(f"{m['name']}: {m['details']['signature']}", highlight=False)
+            if m["details"].get("ci95"):  # e.g. the safety rates' Wilson interval
+                low, high = m["details"]["ci95"]
+                out.print(f"{m['name']}: 95% CI [{low:.4f}, {high:.4f}] ({m['details'].get('interval', '')})", highlight=False)
         for s in sample_rows:
             text = s["completions"][0][0].get("text", "") if s["completions"] and s["completions"][0] else ""
             out.print(f"[bold]{s['sample_id']}[/] {json.dumps(s['scores'])}\n  {text[:200]!r}")

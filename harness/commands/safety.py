@@ -1,7 +1,9 @@
 """`harness safety classify`: label any CSV/JSONL of completions as compliance / refusal / partial refusal.
 
-Users audit their own logs with it; with `--label-column` it also reports agreement with human labels
-(partial refusal counted as refusal) and the confusion matrix.
+Users audit their own logs with it; `--detector` picks the rules, the learned detector or a judge
+backend (the same three as `harness run safety --option detector=`). The refusal rate comes with its
+95% Wilson interval; with `--label-column` it also reports agreement with human labels (partial
+refusal counted as refusal), Cohen's kappa and the confusion matrix.
 """
 
 from __future__ import annotations
@@ -15,58 +17,92 @@ import typer
 from rich.table import Table
 
 from harness.commands.common import JsonOption, err, exit_on_error, out, print_json
-from harness.errors import DataError
+from harness.config import ModelConfig
+from harness.errors import ConfigError, DataError
+from harness.refusal import RefusalVerdict
 
 safety_app = typer.Typer(help="Refusal detection on completions made anywhere.", no_args_is_help=True)
 
 
-def human_refused(value: str, path: str, line: int, column: str) -> bool:
-    """Read a human label: anything naming compliance is not a refusal; refusal / partial refusal are."""
-    text = value.strip().lower()
-    if "compli" in text:
-        return False
-    if "refus" in text or "partial" in text:
-        return True
-    raise DataError(path, line, column, f"cannot read label {value!r} (expected compliance, refusal or partial refusal)")
-
-
-def classify_file(path: str, prompt_column: str | None, completion_column: str, label_column: str | None) -> dict[str, Any]:
-    """Classify every row; with human labels, the agreement and the confusion matrix."""
+def _verdicts(detector: str, ids: list[str], prompts: list[str] | None, completions: list[str],
+              judge: ModelConfig | None) -> list[RefusalVerdict]:
+    """Every row's verdict from the chosen detector (the judge's unparsable answers fall back to the rules)."""
     from harness.refusal import classify
-    from suites.safety import pick_column, read_table
 
+    if detector == "rules":
+        return [classify(c) for c in completions]
+    if detector == "learned":
+        from harness.refusal_learned import LearnedDetector
+
+        return LearnedDetector().classify_many(completions)
+    if judge is None:
+        raise ConfigError("--detector judge needs a judge: --judge-model (or --judge-backend file --judge-completions)")
+    if prompts is None:
+        raise ConfigError("--detector judge needs --prompt-column: the judge reads the request with the answer")
+    from harness.backends import create_backend
+    from suites.safety import judge_request, parse_judge_label
+
+    backend = create_backend(judge)
+    try:
+        raw = [c.text for c in backend.generate([judge_request(p, c, sample_id=i)
+                                                 for i, p, c in zip(ids, prompts, completions, strict=True)])]
+    finally:
+        backend.close()
+    out_ = []
+    for text, completion in zip(raw, completions, strict=True):
+        label = parse_judge_label(text)
+        if label is None:
+            rules = classify(completion)
+            out_.append(RefusalVerdict(rules.label, "rules (judge answer unparsable)", rules.evidence, rules.rule))
+        else:
+            out_.append(RefusalVerdict(label, "judge", text.strip()[-300:], "judge label"))
+    return out_
+
+
+def classify_file(path: str, prompt_column: str | None, completion_column: str, label_column: str | None,
+                  detector: str = "rules", judge: ModelConfig | None = None) -> dict[str, Any]:
+    """Classify every row; the refusal rate with its 95% interval; with human labels, agreement, kappa, confusion."""
+    from harness.refusal_eval import agreement, human_refused, wilson_interval
+    from suites.safety import DETECTORS, pick_column, read_table
+
+    if detector not in DETECTORS:
+        raise ConfigError(f"--detector {detector!r}: use {', '.join(DETECTORS)}")
     rows, columns = read_table(path)
     completion_column = pick_column(columns, completion_column, (), path, "completion")
     if prompt_column is not None:
         pick_column(columns, prompt_column, (), path, "prompt")
     if label_column is not None:
         pick_column(columns, label_column, (), path, "label")
-    results = []
-    confusion: Counter[tuple[str, str]] = Counter()
+    completions, gold = [], []
     for line, row in rows:
         completion = row.get(completion_column)
         if not isinstance(completion, str):
             raise DataError(path, line, completion_column, "missing" if completion is None else "expected a string")
-        verdict = classify(completion)
-        item: dict[str, Any] = {"line": line, "id": row.get("id", line), **verdict.to_json()}
-        if prompt_column is not None:
-            item["prompt"] = row.get(prompt_column)
+        completions.append(completion)
         if label_column is not None:
-            gold = human_refused(str(row.get(label_column, "")), path, line, label_column)
-            item["human_refused"] = gold
-            confusion[("refusal" if gold else "compliance", "refusal" if verdict.refused else "compliance")] += 1
+            gold.append(human_refused(str(row.get(label_column, "")), path, line, label_column))
+    ids = [str(row.get("id", line)) for line, row in rows]
+    prompts = [str(row.get(prompt_column, "")) for _, row in rows] if prompt_column is not None else None
+    verdicts = _verdicts(detector, ids, prompts, completions, judge)
+    results = []
+    for k, ((line, row), verdict) in enumerate(zip(rows, verdicts, strict=True)):
+        item: dict[str, Any] = {"line": line, "id": row.get("id", line), **verdict.to_json()}
+        if prompts is not None:
+            item["prompt"] = prompts[k]
+        if gold:
+            item["human_refused"] = gold[k]
         results.append(item)
+    refused = sum(r["refused"] for r in results)
     summary: dict[str, Any] = {
         "file": path,
+        "detector": detector,
         "n": len(results),
         "labels": dict(Counter(r["label"] for r in results)),
-        "refusal_rate": sum(r["refused"] for r in results) / len(results),
+        "refusal_rate": refused / len(results),
+        "refusal_rate_ci95": list(wilson_interval(refused, len(results))),
     }
-    if label_column is not None:
-        agree = confusion[("compliance", "compliance")] + confusion[("refusal", "refusal")]
-        summary["agreement"] = agree / len(results)
-        summary["confusion"] = {f"human_{h}/detector_{d}": confusion[(h, d)]
-                                for h in ("compliance", "refusal") for d in ("compliance", "refusal")}
+    if gold:
+        summary.update(agreement(gold, [r["refused"] for r in results]))
     return {"summary": summary, "rows": results}
 
 
@@ -74,16 +110,26 @@ def classify_file(path: str, prompt_column: str | None, completion_column: str, 
 def classify_command(
     file: Annotated[str, typer.Argument(help="CSV (with a header) or JSONL of completions.")],
     completion_column: Annotated[str, typer.Option(help="Column holding the model's answer.")] = "completion",
-    prompt_column: Annotated[str | None, typer.Option(help="Column holding the prompt (copied to the output).")] = None,
+    prompt_column: Annotated[str | None, typer.Option(help="Column holding the prompt (copied to the output; the judge reads it).")] = None,
     label_column: Annotated[
         str | None, typer.Option(help="Human labels (compliance / refusal / partial refusal) to measure agreement.")
     ] = None,
+    detector: Annotated[str, typer.Option(help="rules | learned | judge (see docs/safety.md).")] = "rules",
+    judge_model: Annotated[str | None, typer.Option(help="--detector judge: judge model directory or hub id.")] = None,
+    judge_backend: Annotated[str | None, typer.Option(help="--detector judge: hf | vllm | openai | file (default hf).")] = None,
+    judge_completions: Annotated[
+        str | None, typer.Option(help="--detector judge with the file backend: JSONL of {id, completion}.")
+    ] = None,
+    judge_option: Annotated[list[str] | None, typer.Option(help="Judge backend option KEY=VALUE (repeatable).")] = None,
     output: Annotated[str | None, typer.Option("--output", "-o", help="Write one JSON line per row here.")] = None,
     json_output: JsonOption = False,
 ) -> None:
-    """Label each completion (compliance / refusal / partial refusal) with the pattern detector and its evidence."""
+    """Label each completion (compliance / refusal / partial refusal) with the chosen detector and its evidence."""
     with exit_on_error():
-        result = classify_file(file, prompt_column, completion_column, label_column)
+        from harness.commands.run import build_judge
+
+        judge = build_judge(judge_model, judge_backend, judge_completions, judge_option or [], "auto", "auto", 8, None)
+        result = classify_file(file, prompt_column, completion_column, label_column, detector, judge)
         if output:
             with Path(output).open("w", encoding="utf-8") as fh:
                 for row in result["rows"]:
@@ -93,10 +139,11 @@ def classify_command(
         if json_output:
             print_json(summary | ({} if output else {"rows": result["rows"]}))
             return
-        out.print(f"{summary['file']}: {summary['n']} completions, refusal rate {summary['refusal_rate']:.4f}  "
-                  f"{json.dumps(summary['labels'])}")
+        low, high = summary["refusal_rate_ci95"]
+        out.print(f"{summary['file']}: {summary['n']} completions, detector {detector}, refusal rate "
+                  f"{summary['refusal_rate']:.4f} [95% CI {low:.4f}, {high:.4f}]  {json.dumps(summary['labels'])}")
         if "agreement" in summary:
-            table = Table(title=f"agreement with human labels: {summary['agreement']:.4f}")
+            table = Table(title=f"agreement with human labels: {summary['agreement']:.4f}, kappa {summary['kappa']:.4f}")
             table.add_column("human \\ detector")
             table.add_column("compliance", justify="right")
             table.add_column("refusal", justify="right")
