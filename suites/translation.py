@@ -23,11 +23,10 @@ from harness.datafiles import read_jsonl, read_text
 from harness.errors import ConfigError, DataError
 from harness.types import Completion, Message, MetricSpec, MetricValue, Request, Sample, SampleScore
 from suites.base import Suite, mean_metrics
+from suites.translation_corpus import SACREBLEU_METRICS, corpus_metric, corpus_target_lang, reference_streams, sacrebleu_metric
 
 DATA_DIR = Path(__file__).parent / "data"
 
-#: sacrebleu metrics by the name the harness reports them under.
-SACREBLEU_METRICS = ("bleu", "chrf", "chrf++", "ter")
 DEFAULT_COMET_MODEL = "Unbabel/wmt22-comet-da"
 
 DEFAULT_PROMPT = (
@@ -296,19 +295,12 @@ class TranslationSuite(Suite):
     # ---- scoring ----------------------------------------------------------------------------
 
     def _sacrebleu(self, name: str, target_lang: str | None) -> Any:
-        """A fresh sacrebleu metric object (they cache references, so never share one)."""
-        from sacrebleu.metrics import BLEU, CHRF, TER
+        return sacrebleu_metric(name, self.tokenize, target_lang)
 
-        try:
-            if name == "bleu":
-                return BLEU(tokenize=self.tokenize, trg_lang=target_lang or "")
-            if name == "chrf":
-                return CHRF(word_order=0)
-            if name == "chrf++":
-                return CHRF(word_order=2)
-            return TER()
-        except Exception as exc:  # sacrebleu raises plain errors for an unknown tokenizer
-            raise ConfigError(f"suite 'translation': {exc}") from None
+    @classmethod
+    def corpus_metric(cls, metric: str, options: Mapping[str, Any]) -> Any:
+        """bleu, chrf, chrf++ and ter are corpus statistics: the gate resamples segments (Koehn 2004)."""
+        return corpus_metric(metric, options)
 
     def _sentence_metric(self, name: str, target_lang: str | None) -> Any:
         """Sentence scorers are reused: `sentence_score` is given its references and caches none."""
@@ -324,8 +316,9 @@ class TranslationSuite(Suite):
         return self._sentence_metrics[key]
 
     def _sentence_scores(self, hypothesis: str, refs: list[str], target_lang: str | None) -> dict[str, float]:
+        # Named sentence_*: the mean of sentence BLEU is not corpus BLEU, and must never pass for it.
         return {
-            name: float(self._sentence_metric(name, target_lang).sentence_score(hypothesis, refs).score)
+            f"sentence_{name}": float(self._sentence_metric(name, target_lang).sentence_score(hypothesis, refs).score)
             for name in self.metric_names
         }
 
@@ -381,14 +374,9 @@ class TranslationSuite(Suite):
             return []
         hyps = [str(s.details["hypothesis"]) for s in scores]
         ref_lists = [list(s.details["references"]) for s in scores]
-        n_refs = max(len(r) for r in ref_lists)
-        # sacrebleu takes one stream per reference; None marks a segment with fewer references.
-        streams = [[refs[k] if k < len(refs) else None for refs in ref_lists] for k in range(n_refs)]
-        direction = str(scores[0].details.get("direction", "-"))
-        target_lang = direction.partition("-")[2] or None
-        if len({str(s.details.get("direction", "")) for s in scores}) > 1:
-            target_lang = None  # mixed target languages: sacrebleu's language-neutral defaults
-        present = [m for m in self.metric_names if all(m in s.scores for s in scores)]
+        streams = reference_streams(ref_lists)
+        target_lang = corpus_target_lang([str(s.details.get("direction", "-")) for s in scores])
+        present = [m for m in self.metric_names if all(f"sentence_{m}" in s.scores or m in s.scores for s in scores)]
         out = []
         for name in present:
             metric = self._sacrebleu(name, target_lang)

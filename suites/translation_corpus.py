@@ -1,0 +1,93 @@
+"""sacrebleu's corpus metrics as sufficient statistics per segment, so that corpus BLEU, chrF,
+chrF++ and TER can be recomputed on any subset or bootstrap resample of a stored run's segments.
+
+A corpus metric is not the mean of sentence scores: corpus BLEU sums n-gram matches and lengths
+over all segments and only then takes precisions and the brevity penalty. The comparison engine
+(`harness.comparison`) resamples segments and re-scores the summed statistics (Koehn 2004, what
+`sacrebleu --paired-bs` does), using the same sacrebleu objects the suite scores with.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from harness.errors import ConfigError
+
+#: sacrebleu metrics by the name the harness reports them under.
+SACREBLEU_METRICS = ("bleu", "chrf", "chrf++", "ter")
+
+
+def sacrebleu_metric(name: str, tokenize: str | None, target_lang: str | None) -> Any:
+    """A fresh sacrebleu metric object (they cache references, so never share one)."""
+    from sacrebleu.metrics import BLEU, CHRF, TER
+
+    try:
+        if name == "bleu":
+            return BLEU(tokenize=tokenize, trg_lang=target_lang or "")
+        if name == "chrf":
+            return CHRF(word_order=0)
+        if name == "chrf++":
+            return CHRF(word_order=2)
+        return TER()
+    except Exception as exc:  # sacrebleu raises plain errors for an unknown tokenizer
+        raise ConfigError(f"suite 'translation': {exc}") from None
+
+
+def corpus_target_lang(directions: Sequence[str]) -> str | None:
+    """The target language the corpus is scored for: that of its one direction, or None (sacrebleu's
+    language-neutral defaults) when directions are mixed."""
+    unique = set(directions)
+    if len(unique) != 1:
+        return None
+    return next(iter(unique)).partition("-")[2] or None
+
+
+def reference_streams(ref_lists: Sequence[Sequence[str]]) -> list[list[str | None]]:
+    """sacrebleu takes one stream per reference; None marks a segment with fewer references."""
+    n_refs = max(len(r) for r in ref_lists)
+    return [[refs[k] if k < len(refs) else None for refs in ref_lists] for k in range(n_refs)]
+
+
+@dataclass(frozen=True)
+class SacrebleuCorpus:
+    """One corpus metric (`bleu`, or `de-en/bleu` for one direction) of a translation run."""
+
+    name: str
+    direction: str | None
+    tokenize: str | None
+    higher_is_better: bool
+
+    @property
+    def sample_score(self) -> str:
+        """The per-sample score that shows which segments moved (flips, worst regressions)."""
+        return f"sentence_{self.name}"
+
+    def includes(self, details: Mapping[str, Any]) -> bool:
+        return self.direction is None or str(details.get("direction", "")) == self.direction
+
+    def statistics(self, details: Sequence[Mapping[str, Any]]) -> tuple[NDArray[np.float64], Any]:
+        """Per-segment sufficient statistics (rows in order) and the metric object that scores them."""
+        target = corpus_target_lang([str(d.get("direction", "-")) for d in details])
+        metric = sacrebleu_metric(self.name, self.tokenize, target)
+        hyps = [str(d["hypothesis"]) for d in details]
+        streams = reference_streams([list(d["references"]) for d in details])
+        stats = np.asarray(metric._extract_corpus_statistics(hyps, streams), dtype=np.float64)
+        return stats, metric
+
+    @staticmethod
+    def score(metric: Any, totals: NDArray[np.float64]) -> float:
+        """The corpus score of summed statistics (sacrebleu's own formula)."""
+        return float(metric._compute_score_from_stats(list(totals)).score)
+
+
+def corpus_metric(metric: str, options: Mapping[str, Any]) -> SacrebleuCorpus | None:
+    """The corpus metric named `metric` (optionally `direction/name`), or None for other names."""
+    direction, _, name = metric.rpartition("/")
+    if name not in SACREBLEU_METRICS:
+        return None
+    return SacrebleuCorpus(name, direction or None, options.get("tokenize"), name != "ter")
