@@ -10,7 +10,6 @@ from collections.abc import Sequence
 
 from harness.comparison import RunComparison
 
-
 # ---- markdown -----------------------------------------------------------------------------------
 
 

@@ -17,8 +17,6 @@ from harness import stats
 from harness.errors import ConfigError
 
 
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -34,7 +32,8 @@ class MetricRule(_Strict):
     )
     min_samples: int | None = Field(None, ge=1, description="Fewer paired samples than this: the gate cannot decide.")
     test: stats.PairedMethod | None = Field(
-        None, description="auto (exact McNemar for 0/1 scores, else the signed-rank test: exact up to 300 non-zero differences), mcnemar, wilcoxon or sign."
+        None, description="auto (exact McNemar for 0/1 scores, else the signed-rank test: exact up to 300 non-zero "
+        "differences), mcnemar, wilcoxon or sign."
     )
 
 

@@ -10,7 +10,6 @@ from harness.compare import md_quote
 from harness.gate import Check, GateReport
 from harness.gate_policy import Rule
 
-
 _BADGE = {"pass": "PASS", "fail": "FAIL (regression)", "undecided": "CANNOT DECIDE"}
 _ICON = {"pass": "✅", "fail": "❌", "undecided": "⚠️", "skipped": "⏭️"}
 

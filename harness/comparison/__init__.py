@@ -8,7 +8,15 @@ the one rule for a suite's primary metric).
 """
 
 from harness.comparison.metric import MetricComparison, compare_corpus, compare_metric, corpus_p_value
-from harness.comparison.pairing import MetricPairs, Pairing, RunSamples, load_run_samples, metric_pairs, pair_runs
+from harness.comparison.pairing import (
+    MetricPairs,
+    Pairing,
+    RunSamples,
+    load_run_samples,
+    metric_pairs,
+    pair_runs,
+    sample_directions,
+)
 from harness.comparison.runs import (
     MetricOutcome,
     RunComparison,
@@ -42,5 +50,6 @@ __all__ = [
     "pair_runs",
     "primary_metric",
     "prompt_text",
+    "sample_directions",
     "worst_regressions",
 ]

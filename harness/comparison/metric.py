@@ -86,9 +86,11 @@ class MetricComparison:
         }
 
 
-def _flips(baseline: NDArray[np.float64], candidate: NDArray[np.float64], higher_is_better: bool) -> tuple[int, int, int]:
+def _flips(baseline: NDArray[np.float64], candidate: NDArray[np.float64], higher_is_better: bool,
+           directions: NDArray[np.float64] | None = None) -> tuple[int, int, int]:
+    """(improved, regressed, unchanged); `directions` (+1/-1 per sample) overrides the metric's."""
     d = candidate - baseline
-    oriented = d if higher_is_better else -d
+    oriented = d * directions if directions is not None else (d if higher_is_better else -d)
     return (int(np.count_nonzero(oriented > _EPS)), int(np.count_nonzero(oriented < -_EPS)),
             int(np.count_nonzero(np.abs(oriented) <= _EPS)))
 
@@ -107,15 +109,17 @@ def compare_metric(
     n_resamples: int = 10_000,
     seed: int = 0,
     n_unscored: int = 0,
+    directions: NDArray[np.float64] | None = None,
 ) -> MetricComparison:
-    """Compare paired values of a mean metric. `alternative` is in terms of candidate - baseline."""
+    """Compare paired values of a mean metric. `alternative` is in terms of candidate - baseline;
+    `directions` orient the flip counts per sample (see `pairing.sample_directions`)."""
     a = np.asarray(baseline, dtype=np.float64)
     b = np.asarray(candidate, dtype=np.float64)
     n = int(a.size)
     if n == 0:
         raise ValueError(f"metric '{metric}': no paired samples")
     sd = stats.paired_sd(a, b)
-    improved, regressed, unchanged = _flips(a, b, higher_is_better)
+    improved, regressed, unchanged = _flips(a, b, higher_is_better, directions)
     return MetricComparison(
         metric, "mean", higher_is_better, n, n_unscored, float(a.mean()), float(b.mean()), float((b - a).mean()),
         stats.paired_bootstrap(a, b, confidence, n_resamples, seed), stats.paired_test(a, b, alternative, method),

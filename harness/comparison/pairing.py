@@ -192,3 +192,21 @@ def paired_details(pairing: Pairing) -> tuple[list[Mapping[str, Any]], list[Mapp
     ci = {sid: i for i, sid in enumerate(pairing.candidate.ids)}
     ids = list(pairing.common)
     return ([pairing.baseline.details[bi[s]] for s in ids], [pairing.candidate.details[ci[s]] for s in ids], ids)
+
+
+def sample_directions(pairing: Pairing, pairs: MetricPairs, higher_is_better: bool) -> NDArray[np.float64]:
+    """+1 where higher is better for that sample, -1 where lower is: a metric whose direction flips
+    within a group (`abstained` is bad on answerable questions, right on unanswerable ones, stored
+    as `unanswerable/abstained` with its own direction) counts each sample's flip its own way."""
+    rows = pairing.baseline.metric_rows
+    bi = {sid: i for i, sid in enumerate(pairing.baseline.ids)}
+    out = np.full(len(pairs.ids), 1.0 if higher_is_better else -1.0)
+    if "/" in pairs.metric:
+        return out
+    for k, sid in enumerate(pairs.ids):
+        for group in pairing.baseline.groups[bi[sid]]:
+            row = rows.get(f"{group}/{pairs.metric}")
+            if row is not None and bool(row["higher_is_better"]) != higher_is_better:
+                out[k] = -out[k]
+                break
+    return out

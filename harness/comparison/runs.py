@@ -8,7 +8,16 @@ from typing import Any
 
 from harness import stats
 from harness.comparison.metric import MetricComparison, compare_corpus, compare_metric
-from harness.comparison.pairing import MetricPairs, Pairing, RunSamples, load_run_samples, metric_pairs, pair_runs, paired_details
+from harness.comparison.pairing import (
+    MetricPairs,
+    Pairing,
+    RunSamples,
+    load_run_samples,
+    metric_pairs,
+    pair_runs,
+    paired_details,
+    sample_directions,
+)
 from harness.comparison.worst import SampleChange, worst_regressions
 from harness.store import Store
 
@@ -87,7 +96,8 @@ def compare_one(
     if pairs.baseline.size == 0:
         return MetricOutcome(problem=f"metric '{metric}' has no per-sample scores to pair (an aggregate such as a macro "
                                      "average cannot be compared sample by sample; use its per-sample metric)")
-    comparison = compare_metric(metric, pairs.baseline, pairs.candidate, hib, method=method, n_unscored=pairs.n_unscored, **kw)
+    comparison = compare_metric(metric, pairs.baseline, pairs.candidate, hib, method=method, n_unscored=pairs.n_unscored,
+                                directions=sample_directions(pairing, pairs, hib), **kw)
     return MetricOutcome(comparison, pairs)
 
 

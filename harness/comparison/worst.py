@@ -60,8 +60,11 @@ def prompt_text(requests: Any) -> str:
 def model_text(requests: Any, completions: Any) -> str:
     """The text of every model answer of a sample (judge answers left out), stage by stage."""
     texts = []
-    for stage_reqs, stage_answers in zip(requests or [], completions or [], strict=False):
-        for req, answer in zip(stage_reqs, stage_answers, strict=False):
+    requests = list(requests or [])
+    for k, stage_answers in enumerate(completions or []):
+        stage_reqs = requests[k] if k < len(requests) else []
+        for j, answer in enumerate(stage_answers):
+            req = stage_reqs[j] if j < len(stage_reqs) else {}  # answers stored without their requests count as the model's
             if req.get("role", "model") == "model":
                 texts.append(str(answer.get("text", "")))
     return "\n---\n".join(texts)
