@@ -22,8 +22,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from harness import stats  # noqa: E402
-from harness.comparison.metric import bootstrap_corpus_deltas, corpus_p_value  # noqa: E402
+from harness import stats
+from harness.comparison.metric import bootstrap_corpus_deltas, corpus_p_value
 
 ALPHA = 0.05
 N = 300
@@ -39,14 +39,18 @@ def _redraw(rng: np.random.Generator, base: np.ndarray, draw: Callable[[int], np
     return cand
 
 
-def binary(rng: np.random.Generator, drop: float) -> Pair:
-    draw = lambda k: (rng.random(k) < 0.7).astype(float)  # noqa: E731
+def _same_quality(rng: np.random.Generator, draw: Callable[[int], np.ndarray], drop: float) -> Pair:
+    """Baseline from `draw`, candidate re-drawn on 15% of samples; under a drop, `drop * N` right answers then lost."""
     base = draw(N)
     cand = _redraw(rng, base, draw, 0.15)
     if drop:
         right = np.flatnonzero(cand == 1.0)
-        cand[rng.choice(right, int(round(drop * N)), replace=False)] = 0.0
+        cand[rng.choice(right, round(drop * N), replace=False)] = 0.0
     return base, cand
+
+
+def binary(rng: np.random.Generator, drop: float) -> Pair:
+    return _same_quality(rng, lambda k: (rng.random(k) < 0.7).astype(float), drop)
 
 
 GRADED = np.array([0.0, 0.0, 0.25, 0.4, 0.5, 0.5, 0.67, 0.8, 1.0, 1.0, 1.0, 1.0])
@@ -54,13 +58,7 @@ GRADED = np.array([0.0, 0.0, 0.25, 0.4, 0.5, 0.5, 0.67, 0.8, 1.0, 1.0, 1.0, 1.0]
 
 def graded(rng: np.random.Generator, drop: float) -> Pair:
     """F1-like scores with many ties (0, 1 and a few partial values)."""
-    draw = lambda k: rng.choice(GRADED, k)  # noqa: E731
-    base = draw(N)
-    cand = _redraw(rng, base, draw, 0.15)
-    if drop:
-        right = np.flatnonzero(cand == 1.0)
-        cand[rng.choice(right, int(round(drop * N)), replace=False)] = 0.0
-    return base, cand
+    return _same_quality(rng, lambda k: rng.choice(GRADED, k), drop)
 
 
 def flips(k: int) -> Callable[[np.random.Generator, float], Pair]:

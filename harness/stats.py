@@ -308,7 +308,7 @@ def wilcoxon_signed_rank(
         res = _sps.wilcoxon(d, zero_method="wilcox", correction=True, alternative=alternative, method="approx")
         return TestResult("wilcoxon-normal", statistic, float(res.pvalue), n, alternative)
     dist, scale = signed_rank_null(ranks)
-    k = int(round(t_plus * scale))
+    k = round(t_plus * scale)
     lower = float(dist[: k + 1].sum())
     upper = float(dist[k:].sum())
     p = {"less": lower, "greater": upper, "two-sided": 2.0 * min(lower, upper)}[alternative]

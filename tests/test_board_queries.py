@@ -7,7 +7,6 @@ correlation, means over the stored per-sample scores), never against the functio
 from __future__ import annotations
 
 import datetime as dt
-import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -216,7 +215,8 @@ def test_every_query_answers_an_empty_store_with_empty_frames(tmp_path: Path) ->
     assert q.filter_options(store) == {"suite": [], "model": [], "status": [], "tag": []}
     frames: list[pd.DataFrame] = [
         q.recent_runs(store), q.run_metrics(store, "x"), q.run_samples(store, "x", search="a").frame,
-        cmp.paired_comparison(store, "x", "y").frame, cmp.sample_flips(store, cmp.paired_flips(store, "x", "y", "f1")).frame, q.train_run_list(store),
+        cmp.paired_comparison(store, "x", "y").frame, cmp.sample_flips(store, cmp.paired_flips(store, "x", "y", "f1")).frame,
+        q.train_run_list(store),
         q.checkpoint_metrics(store, "t"), q.train_dynamics(store, "t"), q.monitor_history(store).frame,
         q.finding_series(store), q.alarm_list(store).frame, q.sweep_list(store), q.sweep_trial_table(store, "s"),
     ]
