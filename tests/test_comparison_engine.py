@@ -77,6 +77,13 @@ def test_gate_on_a_few_lost_answers_uses_the_exact_test(tmp_path: Path, lost: in
     assert check["metric"] == "f1" and check["comparison"]["test"]["method"] == "sign-exact"
     assert check["comparison"]["p_value"] == pytest.approx(p)
     assert code == exit_code, check["reason"]
+    if exit_code == 1:  # the worst regressions show what the answer should have been
+        worst = check["worst_regressions"][0]
+        assert worst["gold"] and worst["candidate_completion"] == "Zorblax quintessence"
+    else:  # a drop it cannot confirm is called underpowered, in the JSON and on the terminal
+        assert check["underpowered"]
+        text = cli.invoke(app, ["gate", "--db", url, "--baseline", "main", "--candidate", "pr"]).output
+        assert "underpowered" in " ".join(text.split())
 
 
 def test_gate_compare_monitor_and_board_report_the_same_numbers(tmp_path: Path) -> None:
@@ -145,3 +152,27 @@ def test_gate_bleu_is_corpus_bleu_and_its_bootstrap_agrees_with_sacrebleu(tmp_pa
     assert results["BLEU"][1].score == pytest.approx(g["candidate"], abs=1e-9)
     p = ours["bleu"]["p_value"]  # 10,000 resamples against sacrebleu's 1,000
     assert 0.0 < p < 1.0 and abs(p - theirs) <= 4 * np.sqrt(theirs * (1 - theirs) / resamples + p * (1 - p) / 10_000) + 2e-3
+
+
+def test_answering_unanswerable_questions_is_not_counted_as_improvement(tmp_path: Path) -> None:
+    """Item 8: abstaining less is better on answerable questions but worse on unanswerable ones, so
+    a candidate that starts answering 9 unanswerable questions has 9 regressed `abstained` flips;
+    the gate's reason shows the signed difference next to the direction."""
+    url = f"sqlite:///{tmp_path / 'g.db'}"
+    store = Store(url)
+    base, _ = _squad_answers(0)
+    cand = dict(base)
+    for sid in [k for k, v in base.items() if v == "unanswerable"][:9]:
+        cand[sid] = "Zorblax quintessence"
+    a = _run(store, tmp_path, "base", "rag-extraction", SQUAD, base, ["main"], limit=300)
+    b = _run(store, tmp_path, "cand", "rag-extraction", SQUAD, cand, ["pr"], limit=300)
+    store.close()
+    compare = json.loads(cli.invoke(app, ["compare", a, b, "--db", url, "--json"]).stdout)
+    abstained = next(m for m in compare["comparisons"][0]["metrics"] if m["metric"] == "abstained")
+    assert abstained["delta"] == pytest.approx(-9 / 300)
+    assert (abstained["flips"]["improved"], abstained["flips"]["regressed"]) == (0, 9)
+    policy = tmp_path / "gate.yaml"
+    policy.write_text("suites:\n  rag-extraction:\n    metrics: {abstained: {}}\n", encoding="utf-8")
+    res = cli.invoke(app, ["gate", "--db", url, "--json", "--baseline", a, "--candidate", b, "--policy", str(policy)])
+    (check,) = json.loads(res.stdout)["checks"]
+    assert check["status"] == "pass" and check["reason"].startswith("no drop (Δ -0.03; lower is better)")
