@@ -25,7 +25,7 @@ if run_a == run_b:
     st.warning("Pick two different runs.")
     st.stop()
 
-st.subheader("Paired comparison (the numbers `harness gate` and `harness compare` report)")
+st.subheader("Paired result: the numbers of `harness gate`, paired by sample id")
 paired = comparison.paired_comparison(store, run_a, run_b)
 for problem in paired.problems:
     st.warning(problem)
