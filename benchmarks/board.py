@@ -29,6 +29,7 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from dashboards import comparison as cmp
 from dashboards import queries as q
 from harness.store import (
     Store,
@@ -158,10 +159,10 @@ def pages(store: Store, run_a: str, run_b: str) -> dict[str, Callable[[], Any]]:
 
     def compare() -> None:
         q.recent_runs(store)
-        q.compare_metrics(store, run_a, run_b)
+        cmp.paired_comparison(store, run_a, run_b)
         q.sample_score_keys(store, run_a)
         q.sample_score_keys(store, run_b)
-        q.sample_flips(store, q.paired_flips(store, run_a, run_b, "f1"), limit=25)
+        cmp.sample_flips(store, cmp.paired_flips(store, run_a, run_b, "f1"), limit=25)
 
     def checkpoints_page() -> None:
         q.train_run_list(store)

@@ -4,8 +4,12 @@ Samples are paired by id (never by position). Per sample we look at exact-match 
 answers that are no longer supported by the context (the suite's `supported` score: the answer text
 occurs in the context), and abstention changes: answering where the context lacks the answer, or
 abstaining where it has it. Each is tested on the paired samples (exact McNemar through a binomial
-test on the discordant pairs; Wilcoxon signed-rank for F1), Holm-corrected, and the worst
-examples are listed for a person to read.
+test on the discordant pairs; for F1 the comparison engine's paired test, the same the gate runs),
+Holm-corrected, and the worst examples are listed for a person to read.
+
+Pairing is the comparison engine's (`harness.comparison`): runs over another data file, under
+another suite version or with different inputs for the same sample id are refused (exit 2), as
+the gate refuses them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,8 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy import stats as sps
 
+from harness.comparison import compare_metric, load_pairing
 from harness.errors import UserError
 from harness.stats import mcnemar_from_counts
 from harness.store import Store
@@ -47,16 +51,21 @@ class Paired:
 
 
 def pair_runs(store: Store, baseline: str, candidate: str) -> tuple[list[Paired], dict[str, Any]]:
-    """Load both runs' samples and pair them by id; refuses runs of another suite or with nothing in common."""
+    """Load both runs' samples and pair them by id; refuses runs of another suite, over other data or
+    another suite version, or with nothing in common."""
     runs = [store.get_run(baseline), store.get_run(candidate)]
     for run in runs:
         if run["suite"] != SUITE:
             raise UserError(f"run {run['id']} is a '{run['suite']}' run; the RAG monitor compares '{SUITE}' runs")
         if run["status"] != "complete":
             raise UserError(f"run {run['id']} is {run['status']}, not complete: finish it first (rerun its command)")
+    pairing = load_pairing(store, runs[0], runs[1])
+    refused = [p for p in pairing.problems() if "only in the" not in p]
+    if refused:
+        raise UserError(f"runs {runs[0]['id']} and {runs[1]['id']} cannot be paired: {'; '.join(refused)}")
     base_rows = {r["sample_id"]: r for r in store.run_samples(runs[0]["id"])}
     cand_rows = {r["sample_id"]: r for r in store.run_samples(runs[1]["id"])}
-    common = [sid for sid in base_rows if sid in cand_rows]
+    common = pairing.common
     if not common:
         raise UserError(f"runs {runs[0]['id']} and {runs[1]['id']} share no sample ids: they were not run on the same questions")
     pairs = []
@@ -78,9 +87,9 @@ def pair_runs(store: Store, baseline: str, candidate: str) -> tuple[list[Paired]
         "baseline": runs[0]["id"],
         "candidate": runs[1]["id"],
         "n_paired": len(pairs),
-        "missing_in_candidate": len(base_rows) - len(common),
-        "missing_in_baseline": len(cand_rows) - len(common),
-        "same_data": runs[0]["data_hash"] == runs[1]["data_hash"],
+        "missing_in_candidate": len(pairing.only_baseline),
+        "missing_in_baseline": len(pairing.only_candidate),
+        "same_data": pairing.same_data,
         "suite_versions": [runs[0]["suite_version"], runs[1]["suite_version"]],
     }
     return pairs, info
@@ -123,7 +132,8 @@ def rag_regressions(pairs: Sequence[Paired], info: Mapping[str, Any], config: Ra
     f1_base = np.array([float(p.base.get("f1", 0.0)) for p in pairs])
     f1_cand = np.array([float(p.cand.get("f1", 0.0)) for p in pairs])
     diff = f1_cand - f1_base
-    f1_p = 1.0 if not np.any(diff != 0) else float(sps.wilcoxon(diff, alternative="less", zero_method="wilcox").pvalue)
+    f1_test = compare_metric("f1", f1_base, f1_cand, True, alternative="less", n_resamples=1_000)
+    f1_p = f1_test.test.p_value
     p_values = [t[2].mcnemar_p() for t in flip_tests] + [f1_p]
     adjusted = holm(p_values)
 
@@ -144,9 +154,9 @@ def rag_regressions(pairs: Sequence[Paired], info: Mapping[str, Any], config: Ra
     mean_delta = float(diff.mean())
     f1_alarm = f1_adj < config.alpha and -mean_delta >= config.min_f1_drop
     findings.append(Finding(
-        "f1", "wilcoxon", mean_delta, f1_adj, config.alpha, f1_alarm,
+        "f1", f1_test.test.method, mean_delta, f1_adj, config.alpha, f1_alarm,
         f"f1: mean {f1_base.mean():.4f} -> {f1_cand.mean():.4f} ({mean_delta:+.4f}); {int(np.sum(diff < 0))} samples worse, "
-        f"{int(np.sum(diff > 0))} better; Wilcoxon Holm p={f1_adj:.3g}" + (" -> REGRESSION" if f1_alarm else ""),
+        f"{int(np.sum(diff > 0))} better; {f1_test.test.method} Holm p={f1_adj:.3g}" + (" -> REGRESSION" if f1_alarm else ""),
         {"baseline_mean": float(f1_base.mean()), "candidate_mean": float(f1_cand.mean()), "worse": int(np.sum(diff < 0)),
          "better": int(np.sum(diff > 0)), "min_f1_drop": config.min_f1_drop, "p_raw": f1_p},
     ))

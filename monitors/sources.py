@@ -65,9 +65,12 @@ def metric_series(
 
 
 def default_metric(suite: str) -> str:
+    """The suite's primary metric: the one rule the gate, `compare` and the board use."""
+    from harness.comparison import primary_metric
     from suites import suite_class
 
-    return suite_class(suite).primary_metric
+    suite_class(suite)  # an unknown suite is a clear error here, with close matches
+    return str(primary_metric(suite))
 
 
 def run_responses(store: Store, ref: str) -> tuple[str, list[str]]:

@@ -144,6 +144,14 @@ class Suite(ABC):
         """What the store keeps as the sample's input (shown on the board, exported)."""
         return dict(sample.data)
 
+    @classmethod
+    def corpus_metric(cls, metric: str, options: Mapping[str, Any]) -> Any:
+        """None when `metric` is the mean of per-sample scores (most metrics). A corpus statistic
+        (BLEU: n-gram counts summed over segments) returns an object with `statistics(details)`,
+        `score(metric, totals)`, `includes(details)`, `sample_score` and `higher_is_better`; the
+        comparison engine then resamples segments instead of averaging scores."""
+        return None
+
     def spec(self, metric: str) -> MetricSpec:
         base = metric.rsplit("/", 1)[-1]
         for m in self.metrics:

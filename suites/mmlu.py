@@ -111,7 +111,9 @@ class MMLUSuite(Suite):
     def load(self, source: str) -> list[Sample]:
         """Read the test questions and keep the dev questions each subject's prefix is built from."""
         dev, test = load_mmlu(source)
-        wanted = self.subjects or [s for s in SUBJECTS if s in test]
+        # A subject outside the 57 (a user's own `mydomain_test.csv`) is scored too, in category "other":
+        # never silently dropped.
+        wanted = self.subjects or [s for s in SUBJECTS if s in test] + sorted(s for s in test if s not in SUBJECTS)
         missing = [s for s in wanted if s not in test]
         if missing and self.subjects:
             raise DataError(source, None, None, f"no test questions for subject(s) {missing}")
@@ -156,7 +158,7 @@ class MMLUSuite(Suite):
         return SampleScore(
             sample.id,
             {"acc": float(chosen == gold)},
-            groups=(f"subject/{subject}", f"category/{SUBJECTS[subject]}"),
+            groups=(f"subject/{subject}", f"category/{SUBJECTS.get(subject, 'other')}"),
             details={"chosen": LETTERS[chosen], "gold": LETTERS[gold], "logprobs": logprobs},
         )
 

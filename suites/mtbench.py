@@ -180,9 +180,13 @@ class MTBenchSuite(Suite):
             if qid in references:
                 reference, ref_source = references[qid], str(refs_file)
             elif row.get("reference") is not None:
-                # Inline references may leave a turn empty (FastChat's notes); graded categories may not.
-                needed = category in REFERENCE_CATEGORIES
-                reference = _two_strings(row["reference"], path, line, "reference", allow_empty=not needed)
+                # Inline references may leave a turn empty, as FastChat's own question.jsonl does (question
+                # 103's second turn): FastChat grades with the empty reference, so do we. A graded
+                # category still needs its first-turn reference.
+                reference = _two_strings(row["reference"], path, line, "reference", allow_empty=True)
+                if category in REFERENCE_CATEGORIES and not reference[0].strip():
+                    raise DataError(str(path), line, "reference[0]",
+                                    "empty (a reference-graded question needs its first-turn reference)")
                 ref_source = f"{path} (inline)"
             if category in REFERENCE_CATEGORIES and reference is None:
                 raise DataError(str(path), line, "reference",
@@ -415,7 +419,7 @@ class MTBenchPairwiseSuite(MTBenchSuite):
         })
 
     def aggregate(self, scores: Sequence[SampleScore]) -> list[MetricValue]:
-        outcomes: list[tuple[str, int, float, float]] = []  # (category, turn, adjusted, inconsistent)
+        outcomes: list[tuple[str, int, float, float, str]] = []  # (category, turn, adjusted, inconsistent, question)
         invalid = total = 0
         for s in scores:
             for t in (1, 2):
@@ -426,19 +430,18 @@ class MTBenchPairwiseSuite(MTBenchSuite):
                     invalid += 1
                     continue
                 category = s.groups[0] if s.groups else ""
-                outcomes.append((category, t, s.scores[f"turn{t}"], s.scores.get(f"inconsistent_turn{t}", 0.0)))
+                outcomes.append((category, t, s.scores[f"turn{t}"], s.scores.get(f"inconsistent_turn{t}", 0.0), s.sample_id))
         out: list[MetricValue] = []
         n = len(outcomes)
         if n:
-            adjusted = [o[2] for o in outcomes]
-            for name, values in (
-                ("win_rate_adjusted", adjusted),
-                ("win_rate", [float(a == 1.0) for a in adjusted]),
-                ("loss_rate", [float(a == 0.0) for a in adjusted]),
-                ("tie_rate", [float(a == 0.5) for a in adjusted]),
-                ("inconsistent_rate", [o[3] for o in outcomes]),
+            for name, value in (
+                ("win_rate_adjusted", lambda o: o[2]),
+                ("win_rate", lambda o: float(o[2] == 1.0)),
+                ("loss_rate", lambda o: float(o[2] == 0.0)),
+                ("tie_rate", lambda o: float(o[2] == 0.5)),
+                ("inconsistent_rate", lambda o: o[3]),
             ):
-                mean, se, _ = clustered_mean([[v] for v in values])
+                mean, se, _ = clustered_mean(_by_question(outcomes, value))
                 out.append(MetricValue(name, mean, se, n, self.spec(name).higher_is_better))
             for t in (1, 2):
                 vals = [[o[2]] for o in outcomes if o[1] == t]
@@ -446,12 +449,21 @@ class MTBenchPairwiseSuite(MTBenchSuite):
                     mean, se, k = clustered_mean(vals)
                     out.append(MetricValue(f"turn{t}/win_rate_adjusted", mean, se, k, True))
             for c in sorted({o[0] for o in outcomes}):
-                mean, se, k = clustered_mean([[o[2]] for o in outcomes if o[0] == c])
-                out.append(MetricValue(f"{c}/win_rate_adjusted", mean, se, k, True))
+                mean, se, _ = clustered_mean(_by_question([o for o in outcomes if o[0] == c], lambda o: o[2]))
+                out.append(MetricValue(f"{c}/win_rate_adjusted", mean, se, sum(o[0] == c for o in outcomes), True))
         rate = invalid / total if total else 0.0
         out.append(MetricValue("judge_invalid_rate", rate, _binomial_se(rate, total), total, False))
         out.append(MetricValue("judge_invalid_count", float(invalid), None, total, False))
         return out
+
+
+def _by_question(outcomes: Sequence[tuple[str, int, float, float, str]], value: Any) -> list[list[float]]:
+    """Values clustered by question: both turns of a question share it, so the standard error treats
+    the question as the unit, as the single-answer suite does."""
+    clusters: dict[str, list[float]] = defaultdict(list)
+    for o in outcomes:
+        clusters[o[4]].append(float(value(o)))
+    return list(clusters.values())
 
 
 def _combine(model_first: str | None, model_second: str | None) -> str | None:

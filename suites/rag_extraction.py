@@ -31,7 +31,7 @@ PROMPT = (
 
 _ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
 _PUNCTUATION = set(string.punctuation)
-_ANSWER_PREFIX = re.compile(r"^\s*(answer|a)\s*[:\-]\s*", re.IGNORECASE)
+_ANSWER_PREFIX = re.compile(r"^\s*(?:answer\s*[:\-]|a:)\s*", re.IGNORECASE)  # never "A-10 Thunderbolt" or "a-ha"
 
 
 def normalize_answer(text: str) -> str:

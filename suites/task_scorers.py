@@ -93,7 +93,7 @@ class Builtin(Scorer):
         allowed = {"regex": ("pattern", "ignore_case"), "bleu": ("tokenize", "target_lang", "bootstrap")}
         self.check_args(allowed.get(self.kind, ("bootstrap",) if self.kind in SACREBLEU else ()))
         if self.kind in SACREBLEU:
-            from suites.translation import sacrebleu_metric
+            from suites.translation_corpus import sacrebleu_metric
 
             self._sentence = sacrebleu_metric(self.kind, self.arg("tokenize"), self.arg("target_lang"), sentence=True,
                                               who=f"{task.path}: scorer '{self.name}'")
@@ -153,7 +153,7 @@ class Builtin(Scorer):
     def corpus(self, predictions: Sequence[str], references: Sequence[Sequence[Any]]) -> MetricValue | None:
         if self.kind not in SACREBLEU:
             return None
-        from suites.translation import corpus_sacrebleu
+        from suites.translation_corpus import corpus_sacrebleu
 
         refs = [[_text(r) for r in rs] for rs in references]
         value = corpus_sacrebleu(self.kind, predictions, refs, self.arg("tokenize"), self.arg("target_lang"),

@@ -23,11 +23,16 @@ from harness.datafiles import read_jsonl, read_text
 from harness.errors import ConfigError, DataError
 from harness.types import Completion, Message, MetricSpec, MetricValue, Request, Sample, SampleScore
 from suites.base import Suite, mean_metrics
+from suites.translation_corpus import (
+    SACREBLEU_METRICS,
+    corpus_metric,
+    corpus_sacrebleu,
+    corpus_target_lang,
+    sacrebleu_metric,
+)
 
 DATA_DIR = Path(__file__).parent / "data"
 
-#: sacrebleu metrics by the name the harness reports them under.
-SACREBLEU_METRICS = ("bleu", "chrf", "chrf++", "ter")
 DEFAULT_COMET_MODEL = "Unbabel/wmt22-comet-da"
 
 DEFAULT_PROMPT = (
@@ -296,7 +301,12 @@ class TranslationSuite(Suite):
     # ---- scoring ----------------------------------------------------------------------------
 
     def _sacrebleu(self, name: str, target_lang: str | None) -> Any:
-        return sacrebleu_metric(name, self.tokenize, target_lang, who="suite 'translation'")
+        return sacrebleu_metric(name, self.tokenize, target_lang)
+
+    @classmethod
+    def corpus_metric(cls, metric: str, options: Mapping[str, Any]) -> Any:
+        """bleu, chrf, chrf++ and ter are corpus statistics: the gate resamples segments (Koehn 2004)."""
+        return corpus_metric(metric, options)
 
     def _sentence_metric(self, name: str, target_lang: str | None) -> Any:
         """Sentence scorers are reused: `sentence_score` is given its references and caches none."""
@@ -306,8 +316,9 @@ class TranslationSuite(Suite):
         return self._sentence_metrics[key]
 
     def _sentence_scores(self, hypothesis: str, refs: list[str], target_lang: str | None) -> dict[str, float]:
+        # Named sentence_*: the mean of sentence BLEU is not corpus BLEU, and must never pass for it.
         return {
-            name: float(self._sentence_metric(name, target_lang).sentence_score(hypothesis, refs).score)
+            f"sentence_{name}": float(self._sentence_metric(name, target_lang).sentence_score(hypothesis, refs).score)
             for name in self.metric_names
         }
 
@@ -363,11 +374,8 @@ class TranslationSuite(Suite):
             return []
         hyps = [str(s.details["hypothesis"]) for s in scores]
         ref_lists = [list(s.details["references"]) for s in scores]
-        direction = str(scores[0].details.get("direction", "-"))
-        target_lang = direction.partition("-")[2] or None
-        if len({str(s.details.get("direction", "")) for s in scores}) > 1:
-            target_lang = None  # mixed target languages: sacrebleu's language-neutral defaults
-        present = [m for m in self.metric_names if all(m in s.scores for s in scores)]
+        target_lang = corpus_target_lang([str(s.details.get("direction", "-")) for s in scores])
+        present = [m for m in self.metric_names if all(f"sentence_{m}" in s.scores or m in s.scores for s in scores)]
         out = [
             corpus_sacrebleu(name, hyps, ref_lists, self.tokenize, target_lang, self.bootstrap, prefix + name)
             for name in present
@@ -380,50 +388,6 @@ class TranslationSuite(Suite):
             out.append(MetricValue(prefix + m.name, m.value, m.stderr, m.n, m.higher_is_better,
                                    details={"level": "mean of segment scores", **dict(info or {})}))
         return out
-
-
-def sacrebleu_metric(name: str, tokenize: str | None = None, target_lang: str | None = None,
-                     sentence: bool = False, who: str = "sacrebleu") -> Any:
-    """A fresh sacrebleu metric object (they cache references, so corpus scorers are never shared).
-
-    `sentence=True` gives what `sacrebleu --sentence-level` uses: BLEU with effective order."""
-    from sacrebleu.metrics import BLEU, CHRF, TER
-
-    try:
-        if name == "bleu":
-            return BLEU(tokenize=tokenize, trg_lang=target_lang or "", effective_order=sentence)
-        if name == "chrf":
-            return CHRF(word_order=0)
-        if name == "chrf++":
-            return CHRF(word_order=2)
-        return TER()
-    except Exception as exc:  # sacrebleu raises plain errors for an unknown tokenizer
-        raise ConfigError(f"{who}: {exc}") from None
-
-
-def corpus_sacrebleu(name: str, hyps: Sequence[str], ref_lists: Sequence[Sequence[str]], tokenize: str | None,
-                     target_lang: str | None, bootstrap: int, label: str | None = None) -> MetricValue:
-    """One corpus-level sacrebleu score with its signature (and a bootstrap standard error when
-    `bootstrap` > 1), as the sacrebleu command line computes it."""
-    n_refs = max(len(r) for r in ref_lists)
-    # sacrebleu takes one stream per reference; None marks a segment with fewer references.
-    streams = [[refs[k] if k < len(refs) else None for refs in ref_lists] for k in range(n_refs)]
-    metric = sacrebleu_metric(name, tokenize, target_lang)
-    result = metric.corpus_score(list(hyps), streams, n_bootstrap=bootstrap if bootstrap > 1 else 1)
-    ci = getattr(result, "_ci", None)
-    return MetricValue(
-        label or name,
-        float(result.score),
-        stderr=float(ci) / 1.96 if ci is not None else None,
-        n=len(hyps),
-        higher_is_better=name != "ter",
-        details={
-            "signature": str(metric.get_signature()),
-            "score": result.format(signature=str(metric.get_signature())),
-            "level": "corpus",
-            "stderr": f"bootstrap 95% CI half-width / 1.96 ({bootstrap} resamples)" if ci is not None else None,
-        },
-    )
 
 
 def _read_lines(path: Path) -> list[str]:

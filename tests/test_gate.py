@@ -20,7 +20,9 @@ from harness.cli import app
 from harness.config import ModelConfig, RunConfig, SuiteConfig
 from harness.datafiles import read_jsonl
 from harness.errors import ConfigError, UserError
-from harness.gate import Defaults, GatePolicy, GateReport, Rule, decide, judge_metric, load_policy, run_gate, to_markdown
+from harness.gate import GateReport, decide, judge_metric, run_gate
+from harness.gate_policy import Defaults, GatePolicy, Rule, load_policy
+from harness.gate_report import to_markdown
 from harness.refs import resolve_ref
 from harness.runner import Runner
 from harness.store import Store
@@ -102,7 +104,7 @@ def test_policy_yaml_and_defaults(tmp_path: Path) -> None:
         "  mmlu: {required: false}\n"
     )
     policy = load_policy(path)
-    from harness.gate import merge_rule
+    from harness.gate_policy import merge_rule
 
     em = merge_rule(policy, "rag-extraction", "exact_match", policy.suites["rag-extraction"])
     f1 = merge_rule(policy, "rag-extraction", "answerable/f1", policy.suites["rag-extraction"])
@@ -251,14 +253,21 @@ def test_cannot_decide_on_missing_or_mismatched_data(tmp_path: Path, db: tuple[s
     code, report = gate_cli(url, "--baseline", "main", "--candidate", "main", "--policy", str(policy))
     assert code == 0 and {c["status"] for c in report["checks"]} == {"pass", "skipped"}
 
-    code, report = gate_cli(url, "--baseline", "main", "--candidate", "no-such-tag")
-    assert code == 2 and "no-such-tag" in report["problems"][0]
+    policy.write_text("suites:\n  rag-extractoin: {}\n")
+    code, report = gate_cli(url, "--baseline", "main", "--candidate", "main", "--policy", str(policy))
+    assert code == 2 and "did you mean 'rag-extraction'?" in report["checks"][0]["reason"]
+
+    # An unknown reference is one error line and exit 2: no empty table, no "UNDECIDED" before the reason.
+    res = cli.invoke(app, ["gate", "--db", url, "--baseline", "main", "--candidate", "no-such-tag"])
+    assert res.exit_code == 2 and res.stdout == ""
+    assert res.stderr.strip().startswith("error: candidate 'no-such-tag'") and len(res.stderr.strip().splitlines()) == 1
 
     other = tmp_path / "other.jsonl"
     other.write_text(data.read_text().replace("What is item 3?", "What is item three?"))
     make_run(store, other, answers, ["edited"])
     code, report = gate_cli(url, "--baseline", "main", "--candidate", "edited")
     assert code == 2 and "different inputs" in report["checks"][0]["reason"]
+    assert "the data differs" in report["checks"][0]["reason"] and "other.jsonl" in report["checks"][0]["reason"]
 
 
 def test_failed_candidate_run_cannot_pass(tmp_path: Path, db: tuple[str, Store]) -> None:
@@ -362,7 +371,7 @@ def test_a_tag_selects_one_run_per_suite_and_graded_scores_use_wilcoxon(
     assert checks["rag-extraction"]["status"] == "pass"
     graded = checks["graded-test"]
     assert graded["metric"] == "rating" and graded["status"] == "fail"
-    assert graded["comparison"]["test"]["method"] == "wilcoxon"
+    assert graded["comparison"]["test"]["method"] == "sign-exact"  # every non-zero |d| is 1 point: the exact sign test
     assert graded["p_adjusted"] == pytest.approx(min(1.0, 2 * graded["comparison"]["p_value"]))  # Holm over 2 checks
     assert code == 1
 

@@ -217,3 +217,19 @@ def test_hf_loglikelihood_matches_plain_forward(tiny_model: Path, max_length: in
     # Batch composition does not change answers.
     alone = [backend.loglikelihood([r])[0].logprob for r in reqs[:4]]
     assert alone == pytest.approx([a.logprob for a in got[:4]], abs=1e-4)
+
+
+def test_a_users_own_subject_is_scored_in_category_other(tmp_path: Path) -> None:
+    """`mydomain_test.csv` beside real subjects is never silently dropped; alone it still loads."""
+    from harness.types import Completion
+
+    root = _write_csv(tmp_path / "m", "anatomy", [GOOD] * 5, [GOOD, GOOD])
+    _write_csv(root, "mydomain", [GOOD] * 5, [GOOD, GOOD, GOOD])
+    suite = MMLUSuite()
+    samples = suite.load(str(root))
+    assert sorted({s.data["subject"] for s in samples}) == ["anatomy", "mydomain"] and len(samples) == 5
+    mine = next(s for s in samples if s.data["subject"] == "mydomain")
+    scored = suite.score(mine, [[Completion(text="", logprob=-1.0 if i == 0 else -2.0) for i in range(4)]])
+    assert scored.groups == ("subject/mydomain", "category/other") and scored.scores["acc"] == 1.0
+    alone = _write_csv(tmp_path / "alone", "mydomain", [GOOD] * 5, [GOOD])
+    assert [s.data["subject"] for s in MMLUSuite().load(str(alone))] == ["mydomain"]

@@ -154,6 +154,26 @@ def test_cli_rag_exit_codes_json_and_stored_alarms(plan: Plan, tmp_path: Path, s
     assert missing.exit_code == 2 and "no run 'nope'" in flat(missing.output)
 
 
+def test_rag_monitor_refuses_runs_over_different_data(plan: Plan, tmp_path: Path, sqlite_url: str) -> None:
+    """Same sample ids, another data file (one question edited): the monitor refuses, as the gate does."""
+    store = Store(sqlite_url)
+    base = _score(store, tmp_path, "b", plan.baseline, limit=100)
+    raw = json.loads(SQUAD.read_text(encoding="utf-8"))
+    raw["data"][0]["paragraphs"][0]["qas"][0]["question"] += " (edited)"
+    other = tmp_path / "other.json"
+    other.write_text(json.dumps(raw), encoding="utf-8")
+    path = tmp_path / "c.jsonl"
+    path.write_text("".join(json.dumps({"id": k, "completion": v}) + "\n" for k, v in plan.baseline.items()), encoding="utf-8")
+    config = RunConfig(suites=[SuiteConfig(name="rag-extraction", data=str(other), limit=100)],
+                       model=ModelConfig(backend="file", completions=str(path)), run_name="edited")
+    (result,) = Runner(config, store, show_progress=False).run()
+    store.close()
+    res = cli.invoke(app, ["monitor", "rag", "--baseline", base, "--candidate", result.run_id, "--db", sqlite_url])
+    assert res.exit_code == 2, res.output
+    text = flat(res.output)
+    assert "cannot be paired" in text and "the data differs" in text and "other.json" in text and "different inputs" in text
+
+
 @pytest.mark.postgres
 def test_rag_monitor_results_on_postgresql(plan: Plan, tmp_path: Path, pg_url: str) -> None:
     store = Store(pg_url)

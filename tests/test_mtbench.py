@@ -116,7 +116,7 @@ BAD_QUESTIONS = [
     ({**GOOD, "turns": "a"}, "turns", "expected a list"),
     ({**GOOD, "category": "poetry"}, "category", "unknown category 'poetry'"),
     ({**GOOD, "category": "math"}, "reference", "graded against a reference answer"),
-    ({**GOOD, "category": "math", "reference": ["r1", ""]}, "reference[1]", "empty"),
+    ({**GOOD, "category": "math", "reference": ["", "r2"]}, "reference[0]", "empty"),
 ]
 
 
@@ -406,3 +406,33 @@ def test_two_turn_generation_on_tiny_model_with_tiny_judge(tmp_path: Path, tiny_
         for j in row["details"]["judgments"]:
             assert j["valid"] == (j["rating"] is not None)
             assert j["valid"] or not math.isnan(row["scores"][f"invalid_turn{j['turn']}"])
+
+
+@needs_data
+def test_fastchat_question_file_is_read_as_published(tmp_path: Path) -> None:
+    """Questions 103, 108 and 110 have an empty second reference turn in FastChat's own file:
+    accepted, as FastChat does. The one graded question without any inline reference (123) still
+    asks for a reference file, which FastChat always reads."""
+    with pytest.raises(DataError) as info:
+        create_suite("mtbench").load(str(MT / "question.jsonl"))
+    assert "question 123 has none" in info.value.problem
+    rows = [json.loads(x) for x in (MT / "question.jsonl").read_text(encoding="utf-8").splitlines()]
+    path = _write(tmp_path / "q.jsonl", [r for r in rows if r["question_id"] != 123])
+    samples = {s.id: s for s in create_suite("mtbench").load(path)}
+    assert len(samples) == 79 and samples["103"].data["reference"] == ["Thomas may work at a hospital.", ""]
+
+
+def test_pairwise_standard_error_is_clustered_by_question(tmp_path: Path) -> None:
+    """Both turns of a question share it: the pairwise win rate's standard error treats the question as the unit."""
+    from harness.types import SampleScore
+
+    outcomes = [1.0, 1.0, 0.0, 1.0, 0.5, 0.0, 1.0, 1.0, 0.0, 1.0]
+    scores = [SampleScore(str(q), {"invalid_turn1": 0.0, "turn1": v, "invalid_turn2": 0.0, "turn2": v}, groups=("writing",))
+              for q, v in enumerate(outcomes)]
+    suite = create_suite("mtbench-pairwise", {"baseline": str(tmp_path / "baseline.jsonl")})
+    metrics = {m.name: m for m in suite.aggregate(scores)}
+    _, per_question, _ = clustered_mean([[v, v] for v in outcomes])
+    _, per_turn, _ = clustered_mean([[v] for v in outcomes + outcomes])
+    assert metrics["win_rate_adjusted"].stderr == pytest.approx(per_question)
+    assert metrics["writing/win_rate_adjusted"].stderr == pytest.approx(per_question)
+    assert per_question is not None and per_turn is not None and per_question > per_turn * 1.3

@@ -69,6 +69,11 @@ EXTRACT = [
     ("Unanswerable.", "", True),
     ("", "", True),
     ('"1889"', "1889", False),
+    ("A: Paris", "Paris", False),
+    ("answer - Paris", "Paris", False),
+    ("A-10 Thunderbolt", "A-10 Thunderbolt", False),  # real answers that start like a prefix stay whole
+    ("a-ha", "a-ha", False),
+    ("A-ha", "A-ha", False),
 ]
 
 

@@ -92,7 +92,8 @@ def test_wilcoxon_large_sample_matches_scipy_and_handles_ties() -> None:
     base = rng.integers(1, 11, 500).astype(float)
     cand = np.clip(base + rng.integers(-2, 2, 500), 1, 10)
     res = stats.wilcoxon_signed_rank(base, cand, "less")
-    ref = sps.wilcoxon(cand - base, zero_method="wilcox", alternative="less")
+    assert res.n > stats.EXACT_SIGNED_RANK_MAX  # the normal approximation, with tie and continuity corrections
+    ref = sps.wilcoxon(cand - base, zero_method="wilcox", alternative="less", correction=True, method="approx")
     assert res.p_value == pytest.approx(ref.pvalue)
     assert res.n == int(np.count_nonzero(cand - base))
     same = stats.wilcoxon_signed_rank(base, base)
@@ -101,7 +102,7 @@ def test_wilcoxon_large_sample_matches_scipy_and_handles_ties() -> None:
 
 def test_paired_test_picks_mcnemar_for_binary_and_wilcoxon_otherwise() -> None:
     assert stats.paired_test([0, 1, 1], [1, 1, 0]).method == "mcnemar-exact"
-    assert stats.paired_test([0.5, 1, 1], [1, 1, 0]).method == "wilcoxon"
+    assert stats.paired_test([0.5, 1, 1], [1, 1, 0]).method == "wilcoxon-exact"
     assert stats.paired_test([0, 1, 1], [1, 1, 0], method="sign").method == "sign"
 
 
@@ -231,3 +232,41 @@ def test_binned_path_agrees_with_exact_index_resampling(kind: str) -> None:
     assert binned.std() == pytest.approx(exact.std(), rel=0.04)
     half = 1.96 * x.std() / math.sqrt(x.size)
     np.testing.assert_allclose(np.quantile(binned, [0.025, 0.975]), np.quantile(exact, [0.025, 0.975]), atol=0.08 * half)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_exact_signed_rank_with_ties_matches_brute_force(seed: int) -> None:
+    """Few non-zero differences with ties (graded scores): the exact permutation distribution."""
+    rng = np.random.default_rng(seed)
+    d = rng.choice([-1.0, -0.5, -0.25, 0.25, 0.5, 1.0], size=int(rng.integers(3, 12)))
+    for alternative in ("less", "greater", "two-sided"):
+        res = stats.wilcoxon_signed_rank(np.zeros_like(d), d, alternative)  # type: ignore[arg-type]
+        assert res.p_value == pytest.approx(_exact_signed_rank_p(d, alternative))
+
+
+@pytest.mark.parametrize(("lost", "expected"), [(3, 1 / 8), (6, 1 / 64)])
+def test_answers_lost_outright_give_the_exact_sign_test_p(lost: int, expected: float) -> None:
+    """k fully right answers made wrong among graded F1 scores: every |d| = 1, so p = 2^-k exactly
+    (scipy's normal approximation gave 0.0416 for 3 of 3 and failed a clean candidate)."""
+    base = np.r_[np.ones(200), np.full(60, 0.5), np.zeros(40)]
+    cand = base.copy()
+    cand[:lost] = 0.0
+    res = stats.wilcoxon_signed_rank(base, cand, "less")
+    assert res.p_value == pytest.approx(expected)
+    assert res.method == "sign-exact"
+    assert stats.paired_test(base, cand, "less").p_value == pytest.approx(expected)
+
+
+@pytest.mark.parametrize("flips", [1, 2, 3, 4, 6, 8, 12])
+def test_random_flips_without_true_difference_fail_at_most_alpha(flips: int) -> None:
+    """No true difference: k answers flip +-1 at random. The false-fail rate at alpha 0.05 stays
+    within 0.05 plus its Monte Carlo error (3 standard errors over 2,000 seeded simulations)."""
+    rng = np.random.default_rng(flips)
+    sims, alpha = 2_000, 0.05
+    base = np.r_[np.ones(150), np.full(100, 0.5), np.zeros(50)]
+    fails = 0
+    for _ in range(sims):
+        d = np.zeros(300)
+        d[rng.choice(300, flips, replace=False)] = rng.choice([-1.0, 1.0], flips)
+        fails += stats.wilcoxon_signed_rank(base, base + d, "less").p_value < alpha
+    assert fails / sims <= alpha + 3 * np.sqrt(alpha * (1 - alpha) / sims)

@@ -12,7 +12,7 @@ import pytest
 from typer.testing import CliRunner
 
 from harness.cli import app
-from harness.compare import primary_metric
+from harness.comparison.runs import primary_metric
 from harness.store import Store
 
 REPO = Path(__file__).resolve().parent.parent

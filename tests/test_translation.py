@@ -136,7 +136,7 @@ def test_corpus_and_sentence_scores_match_the_sacrebleu_command_line(tmp_path: P
         "ter": cli_sentences(hyp, ref_files, "ter"),
     }
     for name, values in per_metric.items():
-        assert [r["scores"][name] for r in rows] == pytest.approx(values, abs=1e-5), name
+        assert [r["scores"][f"sentence_{name}"] for r in rows] == pytest.approx(values, abs=1e-5), name
     assert [r["details"]["hypothesis"] for r in rows] == hyps
 
 

@@ -1,10 +1,11 @@
-"""Compare two runs: metric deltas with confidence intervals and per-sample flips, regressions first."""
+"""Compare two runs: the paired result the gate uses (per metric: difference, paired interval,
+p-value, flips), then the samples that moved, regressions first."""
 
 from __future__ import annotations
 
 import streamlit as st
 
-from dashboards import charts, queries, ui
+from dashboards import charts, comparison, queries, ui
 
 PAGE_SIZE = 25
 
@@ -24,24 +25,18 @@ if run_a == run_b:
     st.warning("Pick two different runs.")
     st.stop()
 
-deltas = queries.compare_metrics(store, run_a, run_b)
-st.subheader("Metric deltas (b - a, 95% CI)")
-if deltas.dropna(subset=["delta"]).empty:
-    st.info("The two runs share no metric.")
+st.subheader("Paired result: the numbers of `harness gate`, paired by sample id")
+paired = comparison.paired_comparison(store, run_a, run_b)
+for problem in paired.problems:
+    st.warning(problem)
+if paired.frame.empty:
+    st.info("No paired statistics: the runs are of different suites or share no metric.")
 else:
-    st.plotly_chart(charts.delta_forest(deltas), width="stretch")
-    st.dataframe(deltas, hide_index=True, width="stretch")
-    st.caption("Intervals: normal approximation from each run's stored standard error, treating the runs as "
-               "independent. The paired interval over shared samples is in the flips summary below.")
-
-st.subheader("Paired statistics (what `harness gate` uses)")
-paired = queries.paired_comparison(store, run_a, run_b)
-if paired.empty:
-    st.info("No paired statistics: the runs are of different suites or share no per-sample scores.")
-else:
-    st.dataframe(paired, hide_index=True, width="stretch")
-    st.caption("Samples matched by id; paired bootstrap 95% interval of the mean difference, the paired test's "
-               "p-value (exact McNemar for 0/1 scores, Wilcoxon for graded ones) and the minimum detectable effect.")
+    st.plotly_chart(charts.delta_forest(paired.frame), width="stretch")
+    st.dataframe(paired.frame, hide_index=True, width="stretch")
+    st.caption("Samples matched by id. Mean metrics: paired bootstrap 95% interval of the mean difference and the "
+               "paired test's two-sided p (exact McNemar for 0/1 scores, exact signed-rank for few changes). Corpus "
+               "metrics (BLEU, chrF, TER): paired bootstrap over segments. The gate tests one-sided, Holm-adjusted.")
 
 st.subheader("Per-sample flips (paired by sample id)")
 keys = sorted(set(queries.sample_score_keys(store, run_a)) & set(queries.sample_score_keys(store, run_b)))
@@ -49,22 +44,22 @@ if not keys:
     st.info("The two runs share no per-sample score.")
     st.stop()
 suite = str(recent.set_index("run_id").loc[run_b, "suite"])
-default_key = queries.headline_metric(suite, keys)
+default_key = comparison.default_score(suite, keys)
 key = st.selectbox("score", keys, index=keys.index(default_key) if default_key in keys else 0)
-summary = queries.paired_flips(store, run_a, run_b, key)
+summary = comparison.paired_flips(store, run_a, run_b, key)
 m1, m2, m3, m4 = st.columns(4)
 m1.metric("paired samples", summary.n_paired)
 m2.metric("regressions", summary.regressions)
 m3.metric("improvements", summary.improvements)
 if summary.mean_delta is not None:
     ci = f"[{summary.ci_low:+.4f}, {summary.ci_high:+.4f}]" if summary.ci_low is not None else "n/a"
-    m4.metric("mean paired delta", f"{summary.mean_delta:+.4f}", help=f"95% CI {ci}")
-    st.caption(f"paired 95% CI of the mean delta: {ci}")
+    m4.metric("mean paired delta", f"{summary.mean_delta:+.4f}", help=f"paired bootstrap 95% CI {ci}")
+    st.caption(f"paired bootstrap 95% CI of the mean delta: {ci}")
 if summary.n_only_a or summary.n_only_b:
     st.warning(f"{summary.n_only_a} sample(s) only in a, {summary.n_only_b} only in b: left out of the pairing.")
 table = st.container()
 offset = ui.pager("flips_page", summary.regressions + summary.improvements, PAGE_SIZE)
-flips = queries.sample_flips(store, summary, offset=offset, limit=PAGE_SIZE)
+flips = comparison.sample_flips(store, summary, offset=offset, limit=PAGE_SIZE)
 with table:
     if flips.total == 0:
         st.success("No sample changed its score.")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import streamlit as st
 
 from dashboards import charts, queries, ui
+from harness.comparison import primary_metric
 
 PAGE_SIZE = 50
 
@@ -39,8 +40,8 @@ if page.total == 0:
 
 frame = page.frame.copy()
 frame.insert(0, "open", [f"./run?run={r}" for r in frame["run_id"]])
-headline = queries.headline_metric(suite or str(frame["suite"].iloc[0]), [c.removeprefix("metric:") for c in frame.columns
-                                                                          if c.startswith("metric:")])
+headline = primary_metric(suite or str(frame["suite"].iloc[0]), [c.removeprefix("metric:") for c in frame.columns
+                                                                 if c.startswith("metric:")])
 wanted = {f"metric:{n}" for n in shown} | ({f"metric:{headline}"} if headline else set())
 frame = frame.drop(columns=[c for c in frame.columns if c.startswith("metric:") and c not in wanted])
 metric_columns = [c for c in frame.columns if c.startswith("metric:")]

@@ -7,6 +7,7 @@ import json
 import streamlit as st
 
 from dashboards import charts, queries, ui
+from dashboards.comparison import default_score
 from suites.task_file import stored_task_file
 
 PAGE_SIZE = 50
@@ -53,7 +54,7 @@ with right:
 
 st.subheader("Samples")
 keys_available = queries.sample_score_keys(store, run_id)
-default_key = queries.headline_metric(run["suite"], keys_available)
+default_key = default_score(run["suite"], keys_available)
 s1, s2 = st.columns([3, 1])
 search = s1.text_input("search (sample id, input, completion)", key="sample_search")
 score_key = s2.selectbox("score", keys_available, index=keys_available.index(default_key) if default_key in keys_available else 0) \

@@ -13,7 +13,7 @@ from harness.commands.common import DbOption, JsonOption, err, exit_on_error, op
 from harness.errors import UserError
 
 if TYPE_CHECKING:  # the statistics stack (scipy) loads only when compare or gate runs, not for every command
-    from harness.compare import RunComparison
+    from harness.comparison import RunComparison
     from harness.gate import GateReport
 
 RefHelp = "run id (or prefix), tag, tag:NAME, run:ID or latest:MODEL"
@@ -30,8 +30,8 @@ def compare(
 ) -> None:
     """Per-metric differences with confidence intervals, p-values and per-sample flips (paired by sample id)."""
     with exit_on_error():
-        from harness.compare import compare_runs
         from harness.compare import to_markdown as compare_markdown
+        from harness.comparison import compare_runs
         from harness.refs import resolve_ref
 
         store = open_store(db, read_only=True)
@@ -78,6 +78,7 @@ def _print_comparison(r: RunComparison) -> None:
         out.print(f"[bold]worst regressions on {r.worst_metric}[/]")
         for w in r.worst:
             out.print(f"  [bold]{w.sample_id}[/] worse by {w.worse_by:.4g}\n    prompt:    {shorten(w.prompt)!r}\n"
+                      f"    gold:      {shorten(w.gold)!r}\n"
                       f"    baseline:  {shorten(w.baseline_completion)!r}\n    candidate: {shorten(w.candidate_completion)!r}",
                       highlight=False)
 
@@ -94,7 +95,8 @@ def gate(
 ) -> None:
     """Fail (exit 1) on a significant drop beyond tolerance; exit 2 when the data cannot decide; 0 to pass."""
     with exit_on_error():
-        from harness.gate import load_policy, run_gate, to_junit, to_markdown
+        from harness.gate import load_policy, run_gate
+        from harness.gate_report import to_junit, to_markdown
 
         rules = load_policy(policy) if policy else None
         store = open_store(db, read_only=True)
@@ -127,11 +129,19 @@ def _print_report(report: GateReport) -> None:
         m = c.comparison
         cells = (
             [f"{m.baseline:.4f}", f"{m.candidate:.4f}", f"{m.delta:+.4f} [{m.ci.low:+.4f}, {m.ci.high:+.4f}]", f"{c.rule.max_drop:g}",
-             f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "", f"{m.mde:.4f}" if m.mde is not None else "", str(m.n)]
+             f"{c.p_adjusted:.3g}" if c.p_adjusted is not None else "", f"{c.mde:.4f}" if c.mde is not None else "", str(m.n)]
             if m else ["", "", "", f"{c.rule.max_drop:g}", "", "", ""]
         )
         table.add_row(c.suite, c.metric, *cells, f"[{style[c.status]}]{c.status}[/]: {c.reason}")
     out.print(table)
+    for c in report.checks:
+        if c.underpowered or c.too_small:
+            err.print(f"[yellow]underpowered:[/] {c.suite} / {c.metric}: with {c.comparison.n if c.comparison else 0} samples "
+                      f"only drops of about {(c.mde or float('nan')):.4g} or more are reliably detected (tolerance {c.rule.max_drop:g}); "
+                      "add samples to gate on it", highlight=False)
+        for w in c.worst if c.status == "fail" else ():
+            err.print(f"  worst {w.sample_id} (−{w.worse_by:.4g}): gold {w.gold[:80]!r}; baseline {w.baseline_completion[:80]!r}; "
+                      f"candidate {w.candidate_completion[:80]!r}", highlight=False)
     for p in report.problems + report.notes:
         err.print(f"[yellow]note:[/] {p}", highlight=False)
     colour = {"pass": "green", "fail": "red", "undecided": "yellow"}[report.verdict]
