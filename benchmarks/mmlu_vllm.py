@@ -129,12 +129,10 @@ def run_contender(name: str, args: argparse.Namespace, env: dict[str, str]) -> d
 
 
 def main() -> None:
+    from benchmarks.mmlu_vs_lmeval import add_mmlu_arguments
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    shared = Path(os.environ.get("HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
-    parser.add_argument("--data", default=str(shared / "mmlu"), help="MMLU CSV folder (dev/, test/)")
-    parser.add_argument("--model", default=None, help="model directory (default: build the tiny model)")
-    parser.add_argument("--limit", type=int, default=None, help="test questions per subject (default: all)")
-    parser.add_argument("--subjects", default=None, help="comma-separated subjects (default: all 57)")
+    add_mmlu_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8, help="HF batch size")
     parser.add_argument("--vllm-batch-size", type=int, default=256, help="requests per vLLM call (harness and lm-eval)")
     parser.add_argument("--max-length", type=int, default=2048)
