@@ -55,6 +55,12 @@ def harness_worker(args: argparse.Namespace, backend: str) -> dict[str, Any]:
     from harness.runner import Runner
     from harness.store import Store
 
+    # Imports are not start-up: lm-eval's worker has imported vLLM and transformers before its clock starts too.
+    import transformers  # noqa: F401
+
+    if backend == "vllm":
+        import vllm  # noqa: F401
+
     start_s = 0.0
 
     def timed_factory(cfg: ModelConfig) -> Backend:
