@@ -49,14 +49,14 @@ def vllm_metadata_dist(folder: Path) -> Path:
 
 
 def harness_worker(args: argparse.Namespace, backend: str) -> dict[str, Any]:
+    # Imports are not start-up: lm-eval's worker has imported vLLM and transformers before its clock starts too.
+    import transformers  # noqa: F401
+
     from harness.backends import create_backend
     from harness.backends.base import Backend
     from harness.config import ModelConfig, RunConfig, SuiteConfig
     from harness.runner import Runner
     from harness.store import Store
-
-    # Imports are not start-up: lm-eval's worker has imported vLLM and transformers before its clock starts too.
-    import transformers  # noqa: F401
 
     if backend == "vllm":
         import vllm  # noqa: F401
