@@ -104,7 +104,7 @@ def run_all(model: ModelConfig, suite_configs: list[SuiteConfig], db: Path) -> d
         store.close()
 
 
-def assert_same_answers(hf: dict[str, dict[str, Any]], vllm: dict[str, dict[str, Any]]) -> None:
+def assert_same_answers(hf: dict[str, dict[str, Any]], vllm: dict[str, dict[str, Any]], min_texts: int) -> None:
     assert hf.keys() == vllm.keys()
     texts = 0
     for suite, by_hf in hf.items():
@@ -122,7 +122,7 @@ def assert_same_answers(hf: dict[str, dict[str, Any]], vllm: dict[str, dict[str,
                         assert b["logprob"] == pytest.approx(a["logprob"], abs=LOGPROB_TOLERANCE), (suite, sample_id)
                         assert a["is_greedy"] == b["is_greedy"], (suite, sample_id)
         assert by_hf["metrics"] == pytest.approx(by_vllm["metrics"], abs=1e-9), suite
-    assert texts >= 10, "the real model should write real answers"
+    assert texts >= min_texts, "the real model should write real (non-empty) answers"
 
 
 def test_every_suite_answers_the_same_on_hf_and_vllm(
@@ -133,7 +133,7 @@ def test_every_suite_answers_the_same_on_hf_and_vllm(
     by_hf = run_all(base.model_copy(update={"backend": "hf"}), configs, tmp_path / "hf.db")
     vllm_model = base.model_copy(update={"backend": "vllm", "options": {"enable_lora": True, "max_lora_rank": 8}})
     by_vllm = run_all(vllm_model, configs, tmp_path / "vllm.db")
-    assert_same_answers(by_hf, by_vllm)
+    assert_same_answers(by_hf, by_vllm, min_texts=10)
 
 
 def test_a_lora_checkpoint_scores_the_same_on_hf_and_vllm(
@@ -143,7 +143,7 @@ def test_a_lora_checkpoint_scores_the_same_on_hf_and_vllm(
     configs = [c for c in suites(lm_eval_task) if c.name in ("rag-extraction", "lm-eval:parity_mc", "mmlu")]
     by_hf = run_all(tuned.model_copy(update={"backend": "hf"}), configs, tmp_path / "hf.db")
     by_vllm = run_all(tuned.model_copy(update={"backend": "vllm"}), configs, tmp_path / "vllm.db")
-    assert_same_answers(by_hf, by_vllm)
+    assert_same_answers(by_hf, by_vllm, min_texts=3)
     base = run_all(ModelConfig(path=str(smollm2), backend="hf", device="cpu", dtype="float32", batch_size=8),
-                   configs, tmp_path / "base.db")
+                   configs[:1], tmp_path / "base.db")
     assert base["rag-extraction"]["samples"] != by_hf["rag-extraction"]["samples"], "the adapter changes nothing"
