@@ -33,7 +33,7 @@ from suites.base import Suite
 
 BackendFactory = Callable[[ModelConfig], Backend]
 # Samples stored per transaction while every answer comes from the response cache.
-CACHED_BATCH_MAX = 4096
+CACHED_BATCH_MAX = 1024
 
 
 @dataclass(frozen=True)
