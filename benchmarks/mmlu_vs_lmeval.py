@@ -40,13 +40,18 @@ def timed(cmd: list[str], env: dict[str, str]) -> tuple[float, str]:
     return elapsed, proc.stdout
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+def add_mmlu_arguments(parser: argparse.ArgumentParser) -> None:
+    """The data, model and slice options every MMLU benchmark takes."""
     shared = Path(os.environ.get("HARNESS_SHARED_DATA", REPO.parent / "shared" / "data"))
     parser.add_argument("--data", default=str(shared / "mmlu"), help="MMLU CSV folder (dev/, test/)")
     parser.add_argument("--model", default=None, help="model directory (default: build the tiny model)")
     parser.add_argument("--limit", type=int, default=None, help="test questions per subject (default: all)")
     parser.add_argument("--subjects", default=None, help="comma-separated subjects (default: all 57)")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_mmlu_arguments(parser)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--workdir", default=None, help="keep task files, outputs and the store here")
     args = parser.parse_args()

@@ -22,24 +22,36 @@ from harness.types import Completion, Request, canonical_json, sha256_text
 class BackendReplica:
     """Runs inside a Ray actor: builds the backend for a model config on first use and keeps it.
 
-    One model at a time: a grid of checkpoints swaps models between cells, never holds two.
+    One model per role at a time: a grid of checkpoints swaps the scored model between cells and
+    never holds two, while an MT-Bench judge stays loaded next to the model it judges.
     """
 
     def __init__(self) -> None:
-        self._key: str | None = None
-        self._backend: Backend | None = None
+        self._loaded: dict[str, tuple[str, Backend]] = {}
 
-    def call(self, model: dict[str, Any], kind: str, requests: Sequence[Request]) -> list[Completion]:
+    def _backend(self, model: dict[str, Any], role: str) -> Backend:
         key = sha256_text(canonical_json(model))
-        if key != self._key or self._backend is None:
-            if self._backend is not None:
-                self._backend.close()
-            self._backend = None
-            self._backend = create_backend(ModelConfig.model_validate(model))
-            self._key = key
+        held = self._loaded.get(role)
+        if held is None or held[0] != key:
+            if held is not None:
+                del self._loaded[role]
+                held[1].close()
+            self._loaded[role] = (key, create_backend(ModelConfig.model_validate(model)))
+        return self._loaded[role][1]
+
+    def call(self, model: dict[str, Any], kind: str, requests: Sequence[Request], role: str = "model") -> list[Completion]:
+        backend = self._backend(model, role)
         if kind == "generate":
-            return self._backend.generate(requests)
-        return self._backend.loglikelihood(requests)
+            return backend.generate(requests)
+        return backend.loglikelihood(requests)
+
+    def info(self, model: dict[str, Any], role: str = "model") -> dict[str, Any] | None:
+        """The loaded backend's own info (dtype, template hash, engine), None if this replica never
+        loaded that model."""
+        held = self._loaded.get(role)
+        if held is None or held[0] != sha256_text(canonical_json(model)):
+            return None
+        return held[1].info()
 
     def pid(self) -> int:
         return os.getpid()
@@ -71,12 +83,25 @@ class RayPool:
         )
         self.actors: list[Any] = [remote.remote() for _ in range(config.num_actors)]
         self.lost = 0
+        self.answered: dict[str, int] = {}  # requests sent to the pool, per role
+
+    def backend_info(self, model: ModelConfig, role: str) -> dict[str, Any]:
+        """The wrapped backend's info from the first replica that loaded it ({} if none did)."""
+        payload = model.model_dump()
+        for actor in self.actors:
+            try:
+                info = self.ray.get(actor.info.remote(payload, role))
+            except self.ray.exceptions.RayActorError:
+                continue
+            if info is not None:
+                return dict(info)
+        return {}
 
     @property
     def size(self) -> int:
         return len(self.actors)
 
-    def map(self, model: ModelConfig, kind: str, requests: Sequence[Request]) -> list[Completion]:
+    def map(self, model: ModelConfig, kind: str, requests: Sequence[Request], role: str = "model") -> list[Completion]:
         """Answer `requests` with every live actor taking a contiguous share; re-send lost shares."""
         if not requests:
             return []
@@ -87,7 +112,8 @@ class RayPool:
         bounds = [round(i * len(requests) / n) for i in range(n + 1)]
         shards = [list(requests[bounds[i] : bounds[i + 1]]) for i in range(n)]
         results: list[list[Completion] | None] = [None] * n
-        pending = {self.actors[i].call.remote(payload, kind, shards[i]): (i, self.actors[i]) for i in range(n)}
+        self.answered[role] = self.answered.get(role, 0) + len(requests)
+        pending = {self.actors[i].call.remote(payload, kind, shards[i], role): (i, self.actors[i]) for i in range(n)}
         turn = 0
         while pending:
             [ready], _ = self.ray.wait(list(pending), num_returns=1)
@@ -100,7 +126,7 @@ class RayPool:
                     raise BackendError("every Ray actor has died; the stored batches are kept, rerun to resume") from None
                 substitute = self.actors[turn % len(self.actors)]
                 turn += 1
-                pending[substitute.call.remote(payload, kind, shards[index])] = (index, substitute)
+                pending[substitute.call.remote(payload, kind, shards[index], role)] = (index, substitute)
         return [c for shard in results if shard is not None for c in shard]
 
     def _drop(self, actor: Any) -> None:
@@ -120,24 +146,26 @@ class RayBackend(Backend):
     """A backend whose requests are answered by a RayPool; answers equal the wrapped backend's.
 
     Its cache identity is the wrapped backend's (Ray changes where answers are computed, not what
-    they are), so a run can be resumed with or without Ray.
+    they are), so a run can be resumed with or without Ray; so is its recorded info, plus the pool's.
     """
 
     name = "ray"
 
-    def __init__(self, config: ModelConfig, pool: RayPool) -> None:
+    def __init__(self, config: ModelConfig, pool: RayPool, role: str = "model") -> None:
         super().__init__(config)
         self.pool = pool
+        self.role = role
 
     @property
     def parallelism(self) -> int:
         return max(1, self.pool.size)
 
     def generate(self, requests: Sequence[Request]) -> list[Completion]:
-        return self.pool.map(self.config, "generate", requests)
+        return self.pool.map(self.config, "generate", requests, self.role)
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
-        return self.pool.map(self.config, "loglikelihood", requests)
+        return self.pool.map(self.config, "loglikelihood", requests, self.role)
 
     def info(self) -> dict[str, Any]:
-        return {"ray": {"address": self.pool.config.address, "actors": self.pool.size, "actors_lost": self.pool.lost}}
+        pool = {"address": self.pool.config.address, "actors": self.pool.size, "actors_lost": self.pool.lost}
+        return self.pool.backend_info(self.config, self.role) | {"ray": pool}

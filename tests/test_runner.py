@@ -52,6 +52,31 @@ def test_rerun_is_answered_from_cache(store: Store) -> None:
     assert result.computed == 24 and result.reused == 0  # a finished run is not resumed: a new run
 
 
+def test_cached_rerun_stores_samples_in_a_few_large_transactions(store: Store, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Batches answered wholly from the cache grow (4, 16, 64, ...), so a cached rerun of full MMLU
+    stores its 14,042 rows in a few transactions; a batch that needed the model resets the size."""
+    writes: list[int] = []
+    original = store.write_batch
+
+    def counting(run_id: str, rows, cache_rows) -> None:  # type: ignore[no-untyped-def]
+        writes.append(len(rows))
+        original(run_id, rows, cache_rows)
+
+    monkeypatch.setattr(store, "write_batch", counting)
+    _run(store, FakeBackend())
+    assert writes == [4] * 6
+    writes.clear()
+    [result] = _run(store, FakeBackend())
+    assert writes == [4, 16, 4] and store.count_samples(result.run_id) == 24
+
+    writes.clear()
+    _run(store, FakeBackend(), _config(limit=2, dtype="float16"), commit_every=1)
+    writes.clear()
+    second = FakeBackend()
+    _run(store, second, _config(dtype="float16"), commit_every=1)  # 2 answers cached, 22 to compute
+    assert writes == [1, 4] + [1] * 19 and len(second.asked) == 22
+
+
 def test_cache_is_keyed_by_model_identity(store: Store, tmp_path: Path) -> None:
     _run(store, FakeBackend())
     other = FakeBackend()

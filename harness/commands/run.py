@@ -21,6 +21,7 @@ from harness.config import (
     resolve_db_url,
 )
 from harness.errors import ConfigError
+from harness.logs import stdout_to_stderr
 from harness.reasoning import reasoning_settings
 from harness.runner import Runner, SuiteResult
 from harness.store import safe_url
@@ -273,7 +274,11 @@ def run(
             ray_config = RayConfig(address=ray_address, num_actors=ray_actors, num_gpus_per_actor=ray_gpus_per_actor)
             configs = [c.model_copy(update={"ray": ray_config}) for c in configs]
         _check_task_files(configs)
-        results = _run_all(configs, db, show_progress=not (no_progress or json_output))
+        if json_output:
+            with stdout_to_stderr():  # library logs never reach the JSON document
+                results = _run_all(configs, db, show_progress=False)
+        else:
+            results = _run_all(configs, db, show_progress=not no_progress)
         if json_output:
             print_json({"runs": [r.to_json() for r in results]})
         else:
