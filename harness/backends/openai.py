@@ -102,6 +102,7 @@ class OpenAIBackend(Backend):
     """An OpenAI-compatible HTTP server."""
 
     name = "openai"
+    answer_neutral_options = frozenset({"api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s"})
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -125,6 +126,20 @@ class OpenAIBackend(Backend):
 
     def info(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "served_model_name": self.model_name, "retries": self.retries}
+
+    def preflight(self, requests: Sequence[Request]) -> None:
+        """Before a run row exists: is the server there at all? (A judge is asked only after the
+        model answered, so an unreachable one would otherwise fail a run half way.)"""
+        import httpx
+
+        try:
+            resp = httpx.get(self.base_url + "/models", headers=self._headers(), timeout=min(self.opts.timeout_s, 30.0))
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"server {self.base_url} is not reachable ({type(exc).__name__}: {exc}); nothing was stored"
+            ) from None
+        if resp.status_code in (401, 403):
+            self._raise_client_error("/models", {}, resp.status_code, resp.text[:300])
 
     # ---- HTTP -------------------------------------------------------------------------------
 
