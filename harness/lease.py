@@ -82,7 +82,7 @@ class Lease:
         """Take the lease or raise RunBusy naming the live owner. Atomic on SQLite and PostgreSQL:
         an insert that ignores conflicts, then a compare-and-swap on the stale owner."""
         with self.store.transaction() as conn:
-            inserted = self.store._insert_ignore(conn, run_leases, [{"key": self.key, "owner": self.owner, **self._times()}])
+            inserted = self.store.insert_if_new(conn, run_leases, {"key": self.key, "owner": self.owner, **self._times()})
         if inserted:
             self._start()
             return

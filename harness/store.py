@@ -646,14 +646,23 @@ class Store:
         return found
 
     @staticmethod
-    def _insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> int:
-        """Insert rows whose key is new; returns how many were inserted."""
-        if not rows:
-            return 0
+    def _ignoring_conflicts(conn: Connection, table: Table) -> Any:
+        """An INSERT that skips rows whose key exists, in this connection's dialect."""
         if conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            return int(conn.execute(pg_insert(table).on_conflict_do_nothing(), list(rows)).rowcount)
+            return pg_insert(table).on_conflict_do_nothing()
         from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-        return int(conn.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows)).rowcount)
+        return sqlite_insert(table).on_conflict_do_nothing()
+
+    @classmethod
+    def _insert_ignore(cls, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(cls._ignoring_conflicts(conn, table), list(rows))
+
+    @classmethod
+    def insert_if_new(cls, conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+        """Insert one row unless its key exists; True when this call inserted it (atomic claim)."""
+        key = next(iter(table.primary_key.columns))
+        return conn.execute(cls._ignoring_conflicts(conn, table).returning(key), row).first() is not None

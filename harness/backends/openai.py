@@ -184,6 +184,11 @@ class OpenAIBackend(Backend):
     def _raise_client_error(self, path: str, payload: dict[str, Any], status: int, text: str) -> None:
         if payload.get("echo") and any(w in text.lower() for w in ("echo", "logprobs", "log_probs")):
             raise UnsupportedLoglikelihood(self._no_logprobs_message(text))
+        if status == 400 and "chat template" in text.lower().replace("_", " "):
+            raise ConfigError(
+                f"server {self.base_url} has no chat template for '{self.model_name}' ({text}); this suite sends chat "
+                "messages: serve the model with a chat template (vLLM: --chat-template) or use one that ships one"
+            )
         if status in (401, 403):
             hint = f" (is {self.opts.api_key_env} right?)" if self.opts.api_key_env else " (set --backend-option api_key_env=VAR)"
             raise ConfigError(f"server {self.base_url} refused the request: HTTP {status}{hint}: {text}")

@@ -22,7 +22,7 @@ def rescore(
     with exit_on_error():
         from harness.rescore import metric_changes, rescore_config
 
-        store = open_store(db)
+        store = open_store(db, create=False)
         try:
             old, config = rescore_config(store, run_id, tag)
             before = store.run_metrics(old["id"])
