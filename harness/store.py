@@ -383,7 +383,7 @@ def _require_sqlite_file(url: str) -> None:
     """Readers never create a store: a mistyped --db path is an error, not an empty store with no runs."""
     path = _sqlite_path(url)
     if path is not None and not os.path.exists(path):
-        raise ConfigError(f"store '{path}' does not exist (check --db / HARNESS_DB; `harness run` creates a store)")
+        raise ConfigError(f"cannot open store '{path}': it does not exist (check --db / HARNESS_DB; `harness run` creates a store)")
 
 
 def _explain(url: str, read_only: bool, exc: Exception) -> str:
