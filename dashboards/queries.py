@@ -70,14 +70,14 @@ class RunFilter:
     until: dt.date | None = None
     status: str | None = None
 
-    def clauses(self) -> list[ColumnElement[bool]]:
+    def clauses(self, store: Store) -> list[ColumnElement[bool]]:
         out: list[ColumnElement[bool]] = []
         if self.suite:
             out.append(runs.c.suite == self.suite)
         if self.model:
             out.append(runs.c.model == self.model)
         if self.status:
-            out.append(runs.c.status == self.status)
+            out.append(store.status_column == self.status)  # `interrupted` is derived, not stored
         if self.tag:
             out.append(runs.c.id.in_(select(run_tags.c.run_id).where(run_tags.c.tag == self.tag)))
         if self.since:
@@ -115,7 +115,7 @@ def filter_options(store: Store) -> dict[str, list[str]]:
     """Distinct suites, models, tags and statuses, for the leaderboard's filter widgets."""
     out: dict[str, list[str]] = {}
     with store.engine.connect() as conn:
-        for key, column in (("suite", runs.c.suite), ("model", runs.c.model), ("status", runs.c.status), ("tag", run_tags.c.tag)):
+        for key, column in (("suite", runs.c.suite), ("model", runs.c.model), ("status", store.status_column), ("tag", run_tags.c.tag)):
             values = conn.execute(select(column).distinct().where(column.is_not(None)).order_by(column)).scalars()
             out[key] = [str(v) for v in values]
     return out
@@ -137,15 +137,17 @@ def _run_rows(store: Store, query: Select[Any]) -> list[dict[str, Any]]:
     return [{**r, "run_id": r["id"], "tags": ", ".join(tags.get(r["id"], []))} for r in rows]
 
 
-_RUN_SELECT = (
-    runs.c.id, runs.c.name, runs.c.suite, runs.c.model, runs.c.adapter, runs.c.backend, runs.c.status,
-    runs.c.n_samples, runs.c.created_at,
-)
+def _run_select(store: Store) -> tuple[Any, ...]:
+    """Run columns for lists; the status is the store's view of it (a dead `running` run is `interrupted`)."""
+    return (
+        runs.c.id, runs.c.name, runs.c.suite, runs.c.model, runs.c.adapter, runs.c.backend,
+        store.status_column.label("status"), runs.c.n_samples, runs.c.created_at,
+    )
 
 
 def recent_runs(store: Store, limit: int = 200, suite: str | None = None) -> pd.DataFrame:
     """The newest runs (for pickers): run_id, name, suite, model, ..., newest first."""
-    query = select(*_RUN_SELECT).order_by(runs.c.created_at.desc(), runs.c.id).limit(limit)
+    query = select(*_run_select(store)).order_by(runs.c.created_at.desc(), runs.c.id).limit(limit)
     if suite:
         query = query.where(runs.c.suite == suite)
     return _frame(_run_rows(store, query), RUN_COLUMNS)
@@ -164,11 +166,14 @@ def leaderboard(
     `sort_by` is a run column (`created_at`, `name`, `suite`, `model`, `status`, `n_samples`) or a
     metric name; runs without that metric sort last. Metric columns are named `metric:NAME`.
     """
-    clauses = (filters or RunFilter()).clauses()
+    clauses = (filters or RunFilter()).clauses(store)
     where = and_(*clauses) if clauses else None
-    query = select(*_RUN_SELECT)
-    if sort_by in runs.c and sort_by in {c.name for c in _RUN_SELECT}:
-        key: Any = runs.c[sort_by]
+    columns = _run_select(store)
+    query = select(*columns)
+    if sort_by == "status":
+        key: Any = store.status_column
+    elif sort_by in runs.c and sort_by in {c.name for c in columns}:
+        key = runs.c[sort_by]
     else:
         joined = runs.outerjoin(metrics, and_(metrics.c.run_id == runs.c.id, metrics.c.name == sort_by))
         query = query.select_from(joined)
@@ -189,7 +194,7 @@ def leaderboard(
 
 
 def count_runs(store: Store, filters: RunFilter | None = None) -> int:
-    clauses = (filters or RunFilter()).clauses()
+    clauses = (filters or RunFilter()).clauses(store)
     query = select(func.count()).select_from(runs)
     if clauses:
         query = query.where(*clauses)
@@ -200,7 +205,7 @@ def count_runs(store: Store, filters: RunFilter | None = None) -> int:
 def metric_names(store: Store, filters: RunFilter | None = None) -> list[str]:
     """Distinct metric names over the runs matching `filters` (the leaderboard's sort choices)."""
     query = select(metrics.c.name).distinct().select_from(metrics.join(runs, runs.c.id == metrics.c.run_id))
-    clauses = (filters or RunFilter()).clauses()
+    clauses = (filters or RunFilter()).clauses(store)
     if clauses:
         query = query.where(*clauses)
     with store.engine.connect() as conn:

@@ -134,7 +134,7 @@ def load_yaml_mapping(path: str | os.PathLike[str], empty_ok: bool = False) -> d
     try:
         raw = yaml.safe_load(file.read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{file}: not valid YAML: {exc}") from None
+        raise ConfigError(f"{file}: {yaml_problem(exc)}") from None
     except UnicodeDecodeError:
         raise ConfigError(f"{file}: not UTF-8 text") from None
     if raw is None and empty_ok:
@@ -142,6 +142,17 @@ def load_yaml_mapping(path: str | os.PathLike[str], empty_ok: bool = False) -> d
     if not isinstance(raw, dict):
         raise ConfigError(f"{file}: expected a mapping at the top level")
     return raw
+
+
+def yaml_problem(exc: yaml.YAMLError) -> str:
+    """PyYAML's multi-line excerpt as one line: `line L, column C: invalid YAML: what`."""
+    mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+    problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    what = f"{problem} ({context})" if context else str(problem)
+    if mark is None:
+        return f"invalid YAML: {what}"
+    return f"line {mark.line + 1}, column {mark.column + 1}: invalid YAML: {what}"
 
 
 def load_run_config(path: str | os.PathLike[str]) -> RunConfig:

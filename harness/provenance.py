@@ -115,3 +115,19 @@ def model_identity(path: str | None, adapter: str | None) -> dict[str, Any]:
     if adapter:
         info["adapter_hash"] = directory_hash(adapter)
     return info
+
+
+_SECRET_HINTS = ("key", "token", "secret", "password", "passwd", "authorization", "cookie", "credential", "bearer")
+
+
+def redact_secrets(value: Any) -> Any:
+    """Backend options minus anything that looks like a credential, at any depth (a header inside
+    `extra_body`, a token in a list), so keys never reach the store."""
+    if isinstance(value, dict):
+        return {k: ("***" if any(h in str(k).lower() for h in _SECRET_HINTS) else redact_secrets(v)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact_secrets(v) for v in value]
+    if isinstance(value, str) and value.lower().startswith(("bearer ", "basic ")):
+        return "***"
+    return value
+

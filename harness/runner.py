@@ -18,11 +18,12 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-from harness.backends import create_backend, resolved_dtype
+from harness.backends import answer_neutral_options, create_backend, resolved_dtype
 from harness.backends.base import Backend, backend_fingerprint
 from harness.config import ModelConfig, RunConfig, SuiteConfig, config_hash
 from harness.errors import ConfigError
-from harness.provenance import directory_hash, git_revision, library_versions, model_identity
+from harness.lease import Lease
+from harness.provenance import directory_hash, git_revision, library_versions, model_identity, redact_secrets
 from harness.reasoning import TOKENS, TRUNCATED, ReasoningLayer, check_loglikelihood, sample_reasoning_scores
 from harness.store import Store
 from harness.types import Completion, MetricSpec, MetricValue, Request, Sample, SampleScore
@@ -83,6 +84,7 @@ class Runner:
         self._identities: dict[str, dict[str, Any]] = {}
         self._layers: dict[str, ReasoningLayer] = {}
         self.backend_calls = 0
+        self._lease: Lease | None = None
 
     # ---- backends ---------------------------------------------------------------------------
 
@@ -116,7 +118,8 @@ class Runner:
     def fingerprint(self, role: str) -> str:
         if role not in self._fingerprints:
             cfg = self._model_config(role)
-            self._fingerprints[role] = backend_fingerprint(cfg, self.identity(role), resolved_dtype(cfg))
+            neutral = answer_neutral_options(cfg)
+            self._fingerprints[role] = backend_fingerprint(cfg, self.identity(role), resolved_dtype(cfg), neutral)
         return self._fingerprints[role]
 
     def backend(self, role: str) -> Backend:
@@ -253,7 +256,7 @@ class Runner:
             "adapter": model.adapter,
             "adapter_hash": ident.get("adapter_hash"),
             "backend": model.backend,
-            "backend_info": {"settings": model.model_dump(exclude={"options"}) | {"options": _redact(model.options)}},
+            "backend_info": {"settings": model.model_dump(exclude={"options"}) | {"options": redact_secrets(model.options)}},
             "generation": self.config.generation.model_dump(),
             "config": {
                 "suite": suite_cfg.model_dump(),
@@ -294,7 +297,13 @@ class Runner:
             kinds = {r.kind for r in suite.requests(samples[0], 0, []) if r.role == "model"}
             check_loglikelihood(suite.name, kinds, self.config.model)
         digest, record = self._run_record(suite, suite_cfg, source, len(samples))
+        # One live worker per run: a second process on this configuration stops here (lease.py).
+        with Lease(self.store, digest) as lease:
+            return self._run_leased(suite, samples, digest, record, lease)
 
+    def _run_leased(
+        self, suite: Suite, samples: Sequence[Sample], digest: str, record: dict[str, Any], lease: Lease
+    ) -> SuiteResult:
         existing = self.store.find_resumable_run(digest)
         done = self.store.stored_sample_ids(existing["id"]) if existing else set()
         pending = [(pos, s) for pos, s in enumerate(samples) if s.id not in done]
@@ -305,6 +314,8 @@ class Runner:
             self.store.mark_running(run_id)
         else:
             run_id = self.store.create_run(record, self.config.tags)
+        lease.attach(run_id)
+        self._lease = lease
         try:
             self._score_pending(run_id, suite, pending, len(samples))
             metrics = self._aggregate(run_id, suite)
@@ -320,11 +331,22 @@ class Runner:
 
     def _preflight(self, suite: Suite, pending: Sequence[Sample]) -> None:
         """Load the backend before a run row exists when it will be needed, so a wrong model path
-        or a mismatched adapter is reported as a configuration error and leaves no partial run."""
+        or a mismatched adapter is reported as a configuration error and leaves no partial run.
+
+        Capabilities are checked the same way: the first uncached request of each kind is asked
+        now (a server without prompt log-probabilities or without a chat template fails here) and
+        its answer cached, so it is not asked twice; a remote judge's server must answer too."""
         if not pending:
             return
-        first = [r for s in pending[: self.commit_every] for r in suite.requests(s, 0, [])]
+        first = [
+            dataclasses.replace(r, sample_id=s.id, index=i)
+            for s in pending[: self.commit_every]
+            for i, r in enumerate(suite.requests(s, 0, []))
+        ]
         roles = {r.role for r in first}
+        for role in sorted(set(suite.roles()) - roles):
+            if self._model_config(role).backend == "openai":  # later stages (a judge): is it reachable?
+                self.backend(role).preflight([])
         for role in roles:
             if not self._cacheable(role):
                 every = [
@@ -337,12 +359,14 @@ class Runner:
                 if any(r.kind == "generate" for r in every):
                     self.layer(role)  # a reasoning setting the backend cannot honour fails here
                 continue
-            keys = [r.key(self.fingerprint(role)) for r in first if r.role == role]
-            if len(self.store.cache_lookup(keys)) < len(set(keys)):
-                if any(r.kind == "generate" for r in first if r.role == role):
+            mine = [r for r in first if r.role == role]
+            cached = self.store.cache_lookup([r.key(self.fingerprint(role)) for r in mine])
+            missing = {r.kind: r for r in mine if r.key(self.fingerprint(role)) not in cached}
+            if missing:
+                if "generate" in missing:
                     self.layer(role)  # loads the backend; a reasoning setting it cannot honour fails here
-                else:
-                    self.backend(role)
+                self.backend(role).preflight(list(missing.values()))
+                self.answer(list(missing.values()))
 
     def _score_pending(self, run_id: str, suite: Suite, pending: Sequence[tuple[int, Sample]], total: int) -> None:
         with self._progress() as progress:
@@ -352,6 +376,8 @@ class Runner:
                 batch = pending[start : start + size]
                 calls = self.backend_calls
                 rows = self._score_batch(suite, batch)
+                if self._lease is not None:
+                    self._lease.check()
                 self.store.write_batch(run_id, rows, [])
                 progress.advance(task, len(batch))
                 start += len(batch)
@@ -445,12 +471,3 @@ def _sample_row(
         "groups": list(score.groups),
         "details": dict(score.details),
     }
-
-
-_SECRET_HINTS = ("key", "token", "secret", "password")
-
-
-def _redact(options: dict[str, Any]) -> dict[str, Any]:
-    """Backend options minus anything that looks like a credential (keys never reach the store)."""
-    return {k: ("***" if any(h in k.lower() for h in _SECRET_HINTS) else v) for k, v in options.items()}
-

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import uuid
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -28,14 +29,18 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    and_,
+    case,
     create_engine,
     event,
+    exists,
     func,
+    inspect,
     select,
     update,
 )
 from sqlalchemy.engine import Connection, make_url
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import OperationalError, ProgrammingError
 
 from harness.errors import ConfigError, UserError
 from harness.types import MetricValue
@@ -58,7 +63,7 @@ runs = Table(
     Column("name", String(256), nullable=False),
     Column("suite", String(128), nullable=False),
     Column("suite_version", String(32), nullable=False),
-    Column("status", String(16), nullable=False),  # running | complete | failed
+    Column("status", String(16), nullable=False),  # running | complete | failed (readers add interrupted)
     Column("model", Text),
     Column("model_hash", String(64)),
     Column("adapter", Text),
@@ -289,6 +294,19 @@ metric_details = Table(
     Column("details", JSON, nullable=False),  # e.g. {"signature": "nrefs:1|case:mixed|...", "score": "BLEU = ..."}
 )
 
+# ---- run leases: one live worker per run configuration (harness/lease.py) --------------------------
+
+run_leases = Table(
+    "run_leases",
+    metadata,
+    Column("key", String(64), primary_key=True),  # the run's config hash: two starts of one command collide here
+    Column("run_id", String(32)),  # set once the run row exists
+    Column("owner", String(256), nullable=False),  # host:pid:nonce
+    Column("heartbeat_at", DateTime(timezone=True), nullable=False),
+    Column("expires_at", DateTime(timezone=True), nullable=False),
+    Index("ix_run_leases_run", "run_id"),
+)
+
 _RESUMABLE = ("running", "failed")
 _CHUNK = 500
 
@@ -354,19 +372,62 @@ def _configure_sqlite(engine: Engine, read_only: bool) -> None:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
+def _sqlite_path(url: str) -> str | None:
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return parsed.database
+
+
+def _require_sqlite_file(url: str) -> None:
+    """Readers never create a store: a mistyped --db path is an error, not an empty store with no runs."""
+    path = _sqlite_path(url)
+    if path is not None and not os.path.exists(path):
+        raise ConfigError(f"cannot open store '{path}': it does not exist (check --db / HARNESS_DB; `harness run` creates a store)")
+
+
+def _explain(url: str, read_only: bool, exc: Exception) -> str:
+    """The driver's message, plus the cause when it is a permission or a read-only file system."""
+    detail = str(getattr(exc, "orig", exc)).strip().splitlines()[0]
+    path = _sqlite_path(url)
+    if path is None:
+        return detail
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.exists(path) and not os.access(path, os.R_OK):
+        return f"{detail} (permission denied: cannot read {path})"
+    if not read_only and os.path.exists(path) and not os.access(path, os.W_OK):
+        return f"{detail} (permission denied: {path} is read-only; writing needs write permission)"
+    if not read_only and not os.access(folder, os.W_OK):
+        return f"{detail} (permission denied: folder {folder} is read-only; SQLite creates its journal files there)"
+    if read_only and not os.access(folder, os.W_OK) and not os.path.exists(path + "-shm"):
+        return f"{detail} (read-only folder {folder}: a WAL store needs {os.path.basename(path)}-shm; open it once with write access)"
+    if "readonly" in detail.replace("-", "").replace(" ", "").lower():
+        return f"{detail} (the store or its folder is read-only)"
+    return detail
+
+
 class Store:
     """Typed access to the results database. One instance per process; cheap to create."""
 
-    def __init__(self, url: str, read_only: bool = False) -> None:
+    def __init__(self, url: str, read_only: bool = False, create: bool = True) -> None:
+        """`read_only` never writes; `create=False` (every command that only reads or reports) refuses
+        a store that does not exist yet instead of creating an empty one."""
         self.url = normalise_url(url)
         self.read_only = read_only
+        must_exist = read_only or not create
+        if must_exist:
+            _require_sqlite_file(self.url)
         self.engine = _make_engine(self.url, read_only)
         try:
+            if must_exist and not inspect(self.engine).has_table("runs"):
+                raise ConfigError(f"store '{self.safe_url}' holds no harness results yet (`harness run` creates them)")
             if not read_only:
                 self._create_schema()
             self._check_version()
-        except OperationalError as exc:
-            raise ConfigError(f"cannot open store '{self.safe_url}': {exc.orig}") from None
+            self.has_leases = inspect(self.engine).has_table("run_leases")
+        except (OperationalError, ProgrammingError) as exc:
+            self.engine.dispose()
+            raise ConfigError(f"cannot open store '{self.safe_url}': {_explain(self.url, read_only, exc)}") from None
 
     @property
     def safe_url(self) -> str:
@@ -469,6 +530,18 @@ class Store:
                 update(runs).where(runs.c.id == run_id).values(status="failed", finished_at=utcnow(), error=error)
             )
 
+    @property
+    def status_column(self) -> Any:
+        """`runs.status` as readers should see it: a `running` run whose lease lapsed (its process
+        died) is `interrupted`. Stores from before leases keep their stored status."""
+        if not getattr(self, "has_leases", False):
+            return runs.c.status
+        live = exists().where(run_leases.c.run_id == runs.c.id, run_leases.c.expires_at > func.current_timestamp())
+        return case((and_(runs.c.status == "running", ~live), "interrupted"), else_=runs.c.status)
+
+    def _runs_select(self) -> Any:
+        return select(*[c for c in runs.c if c.name != "status"], self.status_column.label("status"))
+
     def resolve_run_id(self, ref: str) -> str:
         """A full run id or an unambiguous prefix of one."""
         with self.engine.connect() as conn:
@@ -482,7 +555,7 @@ class Store:
     def get_run(self, ref: str) -> dict[str, Any]:
         run_id = self.resolve_run_id(ref)
         with self.engine.connect() as conn:
-            row = dict(conn.execute(select(runs).where(runs.c.id == run_id)).mappings().one())
+            row = dict(conn.execute(self._runs_select().where(runs.c.id == run_id)).mappings().one())
             row["tags"] = [t for (t,) in conn.execute(select(run_tags.c.tag).where(run_tags.c.run_id == run_id))]
         return row
 
@@ -497,9 +570,9 @@ class Store:
     ) -> list[dict[str, Any]]:
         """Newest runs first, filtered; a training run's evaluations come newest step first."""
         order = (runs.c.step.desc(), runs.c.created_at.desc()) if train_run else (runs.c.created_at.desc(),)
-        query = select(runs).order_by(*order).limit(limit)
+        query = self._runs_select().order_by(*order).limit(limit)
         if status:
-            query = query.where(runs.c.status == status)
+            query = query.where(self.status_column == status)
         if train_run:
             query = query.where(runs.c.train_run_id == train_run)
         if suite:
@@ -573,14 +646,23 @@ class Store:
         return found
 
     @staticmethod
-    def _insert_ignore(conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
-        if not rows:
-            return
+    def _ignoring_conflicts(conn: Connection, table: Table) -> Any:
+        """An INSERT that skips rows whose key exists, in this connection's dialect."""
         if conn.dialect.name == "postgresql":
             from sqlalchemy.dialects.postgresql import insert as pg_insert
 
-            conn.execute(pg_insert(table).on_conflict_do_nothing(), list(rows))
-        else:
-            from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+            return pg_insert(table).on_conflict_do_nothing()
+        from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
-            conn.execute(sqlite_insert(table).on_conflict_do_nothing(), list(rows))
+        return sqlite_insert(table).on_conflict_do_nothing()
+
+    @classmethod
+    def _insert_ignore(cls, conn: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(cls._ignoring_conflicts(conn, table), list(rows))
+
+    @classmethod
+    def insert_if_new(cls, conn: Connection, table: Table, row: dict[str, Any]) -> bool:
+        """Insert one row unless its key exists; True when this call inserted it (atomic claim)."""
+        key = next(iter(table.primary_key.columns))
+        return conn.execute(cls._ignoring_conflicts(conn, table).returning(key), row).first() is not None

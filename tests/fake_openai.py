@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -13,12 +14,13 @@ from typing import Any
 @dataclass
 class Scripted:
     """One scripted answer: an HTTP status with headers and body, or `drop` to close the connection
-    without answering."""
+    without answering; `delay` holds the answer back first."""
 
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)
     body: Any = None
     drop: bool = False
+    delay: float = 0.0  # seconds to wait before answering (a hung server when longer than the client's timeout)
 
 
 class FakeOpenAIServer:
@@ -43,6 +45,8 @@ class FakeOpenAIServer:
                 with server._lock:
                     server.seen.append({"path": self.path, "payload": payload, "headers": dict(self.headers)})
                     step = server.script.pop(0) if server.script else None
+                if step is not None and step.delay:
+                    time.sleep(step.delay)
                 if step is not None and step.drop:
                     self.close_connection = True
                     self.connection.shutdown(2)

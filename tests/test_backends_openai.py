@@ -101,7 +101,8 @@ def test_client_errors_are_not_retried(fake_openai: FakeOpenAIServer, waits: lis
 def test_a_server_that_keeps_failing_ends_the_run_with_a_clear_error(
     fake_openai: FakeOpenAIServer, sqlite_url: str, waits: list[float]
 ) -> None:
-    fake_openai.script = [Scripted(503, body={"error": "overloaded"})] * 50
+    # The first request (asked before the run row exists, as a capability check) succeeds; then the server fails.
+    fake_openai.script = [Scripted()] + [Scripted(503, body={"error": "overloaded"})] * 50
     result = cli_run(fake_openai.url, sqlite_url, "--backend-option", "max_retries=2")
     assert result.exit_code == 1
     output = " ".join(result.output.split())

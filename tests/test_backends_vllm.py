@@ -293,8 +293,9 @@ def test_server_killed_mid_run_then_the_same_command_resumes(tiny_model: Path, r
     first: list[KillingBackend] = []
 
     def killing(cfg: ModelConfig) -> Backend:
-        # batch_size 2: calls 1-8 answer the first commit batch (16 samples); kill before call 9
-        first.append(KillingBackend(create_backend(cfg), server, kill_on_call=9))
+        # call 1 is the single request asked before the run row (capability check); batch_size 2:
+        # calls 2-9 answer the rest of the first commit batch (16 samples); kill before call 10
+        first.append(KillingBackend(create_backend(cfg), server, kill_on_call=10))
         return first[-1]
 
     store = Store(sqlite_url)

@@ -43,6 +43,13 @@ def create_backend(config: ModelConfig) -> Backend:
     return backend_class(config.backend)(config)
 
 
+def answer_neutral_options(config: ModelConfig) -> frozenset[str]:
+    """The options of this backend that cannot change an answer (imported only when options are set)."""
+    if not config.options:
+        return frozenset()
+    return backend_class(config.backend).answer_neutral_options
+
+
 def resolved_dtype(config: ModelConfig) -> str:
     """`auto` made concrete, so a CPU float32 answer is never served from a GPU bfloat16 cache."""
     if config.dtype != "auto" or config.backend in ("file", "openai"):  # a server picks its own dtype

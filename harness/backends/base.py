@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
@@ -24,6 +24,10 @@ class Backend(ABC):
     name: str = "base"
     #: Whether answers may be stored in the response cache (a replay backend has nothing to gain).
     cacheable: bool = True
+    #: Options that cannot change an answer (how requests travel: concurrency, timeouts, retries,
+    #: memory). They stay out of the fingerprint, so changing one resumes the same run and its cache;
+    #: every other option, including ones a backend passes through unread, changes the fingerprint.
+    answer_neutral_options: ClassVar[frozenset[str]] = frozenset()
 
     def __init__(self, config: ModelConfig) -> None:
         self.config = config
@@ -65,13 +69,16 @@ def parse_options(config: ModelConfig, model: type[OptionsT]) -> OptionsT:
         raise ConfigError(f"backend '{config.backend}' options: {format_validation_error(exc)}") from None
 
 
-def backend_fingerprint(config: ModelConfig, identity: dict[str, Any], dtype: str) -> str:
+def backend_fingerprint(
+    config: ModelConfig, identity: dict[str, Any], dtype: str, neutral: frozenset[str] = frozenset()
+) -> str:
     """Identity of everything that can change an answer, computed without loading the model.
 
-    It keys the response cache, so it covers the backend, model and adapter content hashes, the
-    resolved dtype,
-    length limit and backend options; batch size and device do not change answers and are left out.
+    It keys the response cache and the run, so it covers the backend, model and adapter content
+    hashes, the resolved dtype, length limit and backend options; batch size, device and the
+    backend's `answer_neutral_options` (`neutral`) do not change answers and are left out.
     """
+    options = {k: v for k, v in config.options.items() if k not in neutral}
     payload = {
         "backend": config.backend,
         "identity": identity,
@@ -79,7 +86,7 @@ def backend_fingerprint(config: ModelConfig, identity: dict[str, Any], dtype: st
         "max_length": config.max_length,
         "trust_remote_code": config.trust_remote_code,
         "completions": config.completions,
-        "options": config.options,
+        "options": options,
     }
     # Reasoning settings change answers; added only when set, so existing cache keys stay valid.
     for key in ("chat_template_kwargs", "reasoning_tags", "reasoning_max_tokens"):

@@ -102,6 +102,7 @@ class OpenAIBackend(Backend):
     """An OpenAI-compatible HTTP server."""
 
     name = "openai"
+    answer_neutral_options = frozenset({"api_key_env", "max_concurrency", "timeout_s", "max_retries", "backoff_base_s", "backoff_max_s"})
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)
@@ -125,6 +126,20 @@ class OpenAIBackend(Backend):
 
     def info(self) -> dict[str, Any]:
         return {"base_url": self.base_url, "served_model_name": self.model_name, "retries": self.retries}
+
+    def preflight(self, requests: Sequence[Request]) -> None:
+        """Before a run row exists: is the server there at all? (A judge is asked only after the
+        model answered, so an unreachable one would otherwise fail a run half way.)"""
+        import httpx
+
+        try:
+            resp = httpx.get(self.base_url + "/models", headers=self._headers(), timeout=min(self.opts.timeout_s, 30.0))
+        except httpx.HTTPError as exc:
+            raise BackendError(
+                f"server {self.base_url} is not reachable ({type(exc).__name__}: {exc}); nothing was stored"
+            ) from None
+        if resp.status_code in (401, 403):
+            self._raise_client_error("/models", {}, resp.status_code, resp.text[:300])
 
     # ---- HTTP -------------------------------------------------------------------------------
 
@@ -169,6 +184,11 @@ class OpenAIBackend(Backend):
     def _raise_client_error(self, path: str, payload: dict[str, Any], status: int, text: str) -> None:
         if payload.get("echo") and any(w in text.lower() for w in ("echo", "logprobs", "log_probs")):
             raise UnsupportedLoglikelihood(self._no_logprobs_message(text))
+        if status == 400 and "chat template" in text.lower().replace("_", " "):
+            raise ConfigError(
+                f"server {self.base_url} has no chat template for '{self.model_name}' ({text}); this suite sends chat "
+                "messages: serve the model with a chat template (vLLM: --chat-template) or use one that ships one"
+            )
         if status in (401, 403):
             hint = f" (is {self.opts.api_key_env} right?)" if self.opts.api_key_env else " (set --backend-option api_key_env=VAR)"
             raise ConfigError(f"server {self.base_url} refused the request: HTTP {status}{hint}: {text}")

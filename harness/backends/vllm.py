@@ -150,6 +150,9 @@ class VLLMBackend(Backend):
     """vLLM in this process. float32 on CPU by default (answers match the HF backend), bf16 on GPU."""
 
     name = "vllm"
+    # Memory and scheduling only; tensor parallelism, prefix caching, eager mode, seeds and engine_args
+    # may change numerics, so they stay in the fingerprint.
+    answer_neutral_options = frozenset({"gpu_memory_utilization", "cpu_kvcache_space_gb", "max_num_seqs"})
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__(config)

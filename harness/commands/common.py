@@ -28,8 +28,10 @@ err = Console(stderr=True, soft_wrap=True)
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def open_store(db: str | None, read_only: bool = False) -> Store:
-    return Store(resolve_db_url(db), read_only=read_only)
+def open_store(db: str | None, read_only: bool = False, create: bool = True) -> Store:
+    """The store named by --db; commands that only read or report pass `create=False` (or
+    `read_only`), so a mistyped path is an error instead of a new, empty store."""
+    return Store(resolve_db_url(db), read_only=read_only, create=create)
 
 
 def print_json(payload: Any) -> None:

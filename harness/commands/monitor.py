@@ -118,7 +118,7 @@ def drift_scores(
         from monitors.sources import default_metric, metric_series, select_runs
 
         cfg = _config(config, webhook, score={"reference_runs": reference_runs})
-        store = open_store(db)
+        store = open_store(db, create=False)
         rows = select_runs(store, suite, tag, model, train_run, run or [], last)
         if not rows:
             raise UserError("no complete runs match the selection")
@@ -149,7 +149,7 @@ def drift_outputs(
         from monitors.sources import run_responses
 
         cfg = _config(config, webhook, embedder)
-        store = open_store(db)
+        store = open_store(db, create=False)
         ref_id, ref_texts = run_responses(store, reference)
         cur_id, cur_texts = run_responses(store, current)
         _finish(store, output_drift(ref_texts, cur_texts, cfg, ref_id, cur_id), cfg, json_output)
@@ -173,7 +173,7 @@ def drift_inputs(
         from monitors.logs import load_window, windows_or_default
 
         cfg = _config(config, webhook, embedder, input={"window": window})
-        store = open_store(db)
+        store = open_store(db, create=False)
         (r0, r1), (c0, c1) = windows_or_default(store, stream, reference, current, cfg.input.window)
         result = input_drift(load_window(store, stream, r0, r1), load_window(store, stream, c0, c1), cfg)
         _finish(store, result, cfg, json_output)
@@ -194,7 +194,7 @@ def rag(
         from monitors.regressions import compare_runs
 
         cfg = _config(config, webhook, rag={"worst": worst})
-        store = open_store(db)
+        store = open_store(db, create=False)
         _finish(store, compare_runs(store, baseline, candidate, cfg.rag), cfg, json_output)
 
 
@@ -241,7 +241,7 @@ def show_alarms(
         cfg = _config(config, webhook)
         if resend and not cfg.webhook.url:
             raise ConfigError("--resend needs --webhook URL (or webhook.url in --config)")
-        store = open_store(db, read_only=not resend)
+        store = open_store(db, read_only=not resend, create=False)
         rows = list_alarms(store, limit, undelivered or resend)
         failed = 0
         if resend and cfg.webhook.url:

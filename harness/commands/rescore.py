@@ -25,7 +25,7 @@ def rescore(
         from harness.commands.run import _parse_options
         from harness.rescore import metric_changes, rescore_config
 
-        store = open_store(db)
+        store = open_store(db, create=False)
         try:
             old, config = rescore_config(store, run_id, tag, _parse_options(option or []))
             before = store.run_metrics(old["id"])
