@@ -95,7 +95,8 @@ def save_result(store: Store, result: MonitorResult, policy: AlarmPolicyConfig |
         conn.execute(
             monitor_runs.insert().values(
                 id=run_id, kind=result.kind, reference=result.reference, current=result.current,
-                config=_jsonable(result.config), summary=_jsonable(result.summary), alarm=result.alarm, created_at=now,
+                config=_jsonable(result.config), summary=_jsonable({**result.summary, "subject": result.watched}),
+                alarm=result.alarm, created_at=now,
             )
         )
         rows = [

@@ -119,7 +119,7 @@ def drift_scores(
     tag: Annotated[str | None, typer.Option(help="Only runs with this tag (e.g. nightly).")] = None,
     model: Annotated[str | None, typer.Option(help="Only runs of this model path/id.")] = None,
     train_run: Annotated[str | None, typer.Option("--train-run", help="Checkpoints of one training run, by step.")] = None,
-    run: Annotated[list[str] | None, typer.Option("--run", help="Explicit runs (id, tag or latest:MODEL), oldest first (repeatable).")] = None,
+    run: Annotated[list[str] | None, typer.Option("--run", help="Explicit runs (id, tag, latest:MODEL), oldest first.")] = None,
     metric: Annotated[list[str] | None, typer.Option(help="Metric(s) to watch (default: the suite's primary metric).")] = None,
     last: Annotated[int, typer.Option(min=2, help="Use the newest N runs of the selection.")] = 30,
     reference_runs: Annotated[int | None, typer.Option(min=1, help="Earliest runs forming the reference level.")] = None,
