@@ -57,7 +57,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
 def board(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("board_browser")
     url = f"sqlite:///{tmp / 'board.db'}"
-    ids = fill_board_store(url, tiny_model, tmp)
+    ids = fill_board_store(url, tiny_model, tmp, realistic=True)  # training run, sweep, drifting series, alarms
     port = _free_port()
     log = tmp / "board.log"
     with log.open("wb") as out:
@@ -89,12 +89,28 @@ def browser() -> Iterator[Any]:
 
 
 def _page(browser: Any) -> Any:
+    """A page that records every console error and uncaught exception (checked by `_done`)."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)  # the first page load imports pandas and plotly in the server
     page = browser.new_page(viewport={"width": 1500, "height": 1300})
     page.set_default_timeout(60_000)
+    page.problems = []
+    page.on("console", lambda msg: page.problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
     return page
+
+
+def _done(page: Any, shot: str | None = None) -> None:
+    """Fail on a console error or a Streamlit exception box; keep a screenshot for people to look at."""
+    page.wait_for_timeout(500)  # let late renders report their errors
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, [boxes.nth(i).inner_text()[:500] for i in range(boxes.count())]
+    assert not page.problems, page.problems
+    if shot:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+    page.close()
 
 
 def test_board_binds_to_localhost_only(board: dict[str, Any]) -> None:
@@ -117,17 +133,17 @@ def test_leaderboard_shows_the_stored_run_names(board: dict[str, Any], browser: 
     labels = page.locator('[data-testid="stPlotlyChart"] .xtick text').all_text_contents()
     for name in RUN_NAMES:
         assert any(label.startswith(name) for label in labels), (name, labels)
-    grid = page.locator('[data-testid="stDataFrame"]').first
-    expect(grid).to_be_visible()
+    grids = page.locator('[data-testid="stDataFrame"]')
+    assert grids.count() == 2  # one table per suite: mmlu and rag-extraction, no rows of empty metrics
     for name in RUN_NAMES:
-        expect(grid.get_by_text(name, exact=True).first).to_be_attached()
+        expect(page.get_by_text(name, exact=True).first).to_be_attached()
+    expect(page.get_by_text("None", exact=True)).to_have_count(0)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
-    page.get_by_role("link", name="Open this run").click()  # the run picked below the table: the newest
+    page.get_by_role("link", name="Open this run").click()  # the run picked below the tables: the newest
     expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
-    expect(page.get_by_text("gold-mixed", exact=True).first).to_be_visible()
-    assert f"run={board['mixed']}" in page.url
-    page.close()
+    assert f"run={board['nightly'][-1]}" in page.url
+    _done(page)
 
 
 def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: Any) -> None:
@@ -148,7 +164,7 @@ def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: An
     expect(flips).to_be_visible()
     expect(page.get_by_role("link", name="Compare")).to_be_visible()  # our navigation, not a folder listing
     page.screenshot(path=str(ARTIFACTS / "compare-flips.png"))
-    page.close()
+    _done(page)
 
 
 @pytest.mark.parametrize(("path", "heading"), [
@@ -161,7 +177,22 @@ def test_every_other_page_renders_its_charts_without_errors(board: dict[str, Any
     page.goto(f"{board['base']}/{path.format(**board)}")
     expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     expect(page.locator('[data-testid="stPlotlyChart"] .main-svg').first).to_be_visible()
-    assert page.locator('[data-testid="stException"]').count() == 0
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{path.split('?')[0]}.png"), full_page=True)
-    page.close()
+    _done(page, path.split("?")[0])
+
+
+def test_drift_page_shows_alarms_the_score_series_and_one_panel_per_statistic(board: dict[str, Any], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(f"{board['base']}/drift")
+    expect(page.get_by_role("heading", name="Alarms now")).to_be_visible()
+    expect(page.get_by_text("alarm(s) firing").first).to_be_visible()
+    expect(page.get_by_role("heading", name="Score series")).to_be_visible()
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    expect(charts.nth(1).locator(".main-svg").first).to_be_visible()
+    assert charts.count() >= 2
+    score_chart = charts.first
+    expect(score_chart.get_by_text("change point").first).to_be_attached()
+    expect(score_chart.get_by_text("alarm threshold h=5").first).to_be_attached()
+    expect(page.get_by_text("Trend (Theil-Sen)").first).to_be_visible()
+    _done(page, "drift")

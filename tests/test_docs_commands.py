@@ -19,6 +19,8 @@ from harness.cli import app
 
 REPO = Path(__file__).resolve().parent.parent
 PAGES = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]
+#: The board's empty-page hints name the command that fills a page: those must be valid too.
+HINTS = sorted((REPO / "dashboards").rglob("*.py"))
 FENCE = re.compile(r"^```(\w*)\s*$")
 INLINE = re.compile(r"`(harness [^`]+)`")
 SEPARATORS = {"&&", "||", "|", ";", "$", "then", "do"}
@@ -59,11 +61,11 @@ def _invocations(words: list[str]) -> list[tuple[str, ...]]:
 
 def shown_commands() -> list[Shown]:
     shown: list[Shown] = []
-    for page in PAGES:
+    for page in [*PAGES, *HINTS]:
         rel = str(page.relative_to(REPO))
         in_code, lang, pending, start = False, "", "", 0
         for number, line in enumerate(page.read_text(encoding="utf-8").splitlines(), 1):
-            fence = FENCE.match(line.strip())
+            fence = FENCE.match(line.strip()) if page.suffix == ".md" else None
             if fence:
                 in_code, lang = (not in_code), fence.group(1)
                 continue
@@ -102,6 +104,7 @@ def test_the_docs_show_commands() -> None:
     """The discovery itself works: the README's tour alone shows several commands."""
     assert sum(s.page == "README.md" for s in SHOWN) >= 5
     assert any(s.words[:2] == ("monitor", "alarms") for s in SHOWN)
+    assert {s.page for s in SHOWN if s.page.startswith("dashboards/views/")} >= {"dashboards/views/drift.py"}
 
 
 @pytest.mark.parametrize("shown", SHOWN, ids=str)

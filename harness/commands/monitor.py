@@ -89,7 +89,12 @@ def _fmt(value: float | None) -> str:
 
 
 def _render(result: MonitorResult, monitor_run_id: str) -> None:
-    table = Table(title=f"{result.kind}  {result.reference}  ->  {result.current}  (monitor run {monitor_run_id})")
+    if result.kind == "drift-score":  # the subject is the series; its run ids are in --json
+        n_ref, n_cur = len(result.reference.split(",")), len(result.current.split(","))
+        what = f"{result.watched}: {n_ref} reference runs, {n_cur} monitored"
+    else:
+        what = f"{result.reference}  ->  {result.current}"
+    table = Table(title=f"{result.kind}  {what}  (monitor run {monitor_run_id})")
     for col in ("check", "statistic", "value", "threshold", "p (Holm)", "alpha", "trend per run (95% CI)", "alarm"):
         table.add_column(col)
     for f in result.findings:
