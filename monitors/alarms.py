@@ -63,7 +63,8 @@ def record(
     """Update the identity's state with one finding; returns the notification row written, if any."""
     name, firing, message = str(finding["name"]), bool(finding["alarm"]), str(finding["message"])
     key = identity(kind, name, subject)
-    previous = conn.execute(select(alarm_states).where(alarm_states.c.key == key)).mappings().first()
+    found = conn.execute(select(alarm_states).where(alarm_states.c.key == key)).mappings().first()
+    previous = dict(found) if found is not None else None
     if previous is None and not firing:
         return None  # a clean check of something that never alarmed needs no state
     due = _due(previous, firing, now, policy)
@@ -71,8 +72,8 @@ def record(
     changed = previous is None or previous["state"] != state
     values = {
         "state": state, "last_seen": now, "message": message, "monitor_run_id": monitor_run_id,
-        "since": now if changed else previous["since"],  # type: ignore[index]
-        "times_seen": 1 if changed else int(previous["times_seen"]) + 1,  # type: ignore[index]
+        "since": now if changed or previous is None else previous["since"],
+        "times_seen": 1 if changed or previous is None else int(previous["times_seen"]) + 1,
         "last_notified": now if due else (previous["last_notified"] if previous else None),
     }
     if previous is None:
