@@ -96,20 +96,38 @@ def _page(browser: Any) -> Any:
     page = browser.new_page(viewport={"width": 1500, "height": 1300})
     page.set_default_timeout(60_000)
     page.problems = []
-    page.on("console", lambda msg: page.problems.append(f"console {msg.type}: {msg.text}") if msg.type == "error" else None)
+
+    def console(msg: Any) -> None:
+        # a failed resource load is reported (with its URL) by the listeners below, not by this line
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            page.problems.append(f"console error: {msg.text}")
+
+    def response(resp: Any) -> None:
+        if resp.status >= 400 and resp.url.startswith("http://127.0.0.1") and not resp.url.endswith("/favicon.ico"):
+            page.problems.append(f"HTTP {resp.status}: {resp.url}")
+
+    def failed(request: Any) -> None:
+        # the board must work offline: only requests to the board itself count (Streamlit's optional
+        # external fetches, e.g. fonts, fail on an offline machine and change nothing on the page)
+        if request.url.startswith("http://127.0.0.1"):
+            page.problems.append(f"request failed: {request.url} ({request.failure})")
+
+    page.on("console", console)
     page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
+    page.on("response", response)
+    page.on("requestfailed", failed)
     return page
 
 
 def _done(page: Any, shot: str | None = None) -> None:
     """Fail on a console error or a Streamlit exception box; keep a screenshot for people to look at."""
     page.wait_for_timeout(500)  # let late renders report their errors
+    if shot:  # first, so a failing page can be looked at too
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
     boxes = page.locator('[data-testid="stException"]')
     assert boxes.count() == 0, [boxes.nth(i).inner_text()[:500] for i in range(boxes.count())]
     assert not page.problems, page.problems
-    if shot:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
     page.close()
 
 
