@@ -115,25 +115,30 @@ def score_drift_chart(item: dict[str, object]) -> go.Figure:
     the first alarming run (top), and the CUSUM against its alarm threshold h (bottom)."""
     labels = [str(v) for v in item["labels"]]  # type: ignore[attr-defined]
     runs = [str(r) for r in item["runs"]]  # type: ignore[attr-defined]
-    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.1, row_heights=[0.6, 0.4],
+    x = list(range(1, len(runs) + 1))  # run positions: two runs may share a label (same minute, same step)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.6, 0.4],
                         subplot_titles=[str(item["metric"]), "CUSUM of the drop (standard errors)"])
-    fig.add_trace(go.Scatter(x=labels, y=item["values"], mode="lines+markers", name=str(item["metric"]),
-                             text=runs, hovertemplate="%{x} (run %{text}): %{y:.4f}"), row=1, col=1)
+    hover = [f"{label} (run {run})" for label, run in zip(labels, runs, strict=True)]
+    fig.add_trace(go.Scatter(x=x, y=item["values"], mode="lines+markers", name=str(item["metric"]), text=hover,
+                             hovertemplate="%{text}: %{y:.4f}"), row=1, col=1)
     fig.add_hline(y=float(item["reference_mean"]), line_dash="dot", line_color="#999", row=1, col=1,  # type: ignore[arg-type]
                   annotation_text="reference level")
-    fig.add_trace(go.Scatter(x=labels, y=item["cusum"], mode="lines+markers", name="CUSUM", line={"color": "#E4A11B"}),
-                  row=2, col=1)
+    fig.add_trace(go.Scatter(x=x, y=item["cusum"], mode="lines+markers", name="CUSUM", line={"color": "#E4A11B"},
+                             text=hover, hovertemplate="%{text}: %{y:.2f}"), row=2, col=1)
     if item.get("threshold") is not None:
         fig.add_hline(y=float(item["threshold"]), line_dash="dash", line_color="#D62728", row=2, col=1,  # type: ignore[arg-type]
                       annotation_text=f"alarm threshold h={float(item['threshold']):g}")  # type: ignore[arg-type]
-    for key, text, colour in (("change_run", "change point", "#7F7F7F"), ("first_alarm_run", "first alarm", "#D62728")):
+    for key, text, colour, anchor in (("change_run", "change point", "#7F7F7F", "right"),
+                                      ("first_alarm_run", "first alarm", "#D62728", "left")):
         run = item.get(key)
         if run in runs:
-            x = labels[runs.index(str(run))]
-            fig.add_shape(type="line", x0=x, x1=x, y0=0, y1=1, xref="x", yref="paper",
-                          line={"dash": "dash", "color": colour, "width": 1})
-            fig.add_annotation(x=x, y=1.0, xref="x", yref="paper", text=text, showarrow=False, font={"color": colour},
-                               yanchor="bottom" if key == "change_run" else "top")
+            at = runs.index(str(run)) + 1
+            fig.add_vline(x=at, line_dash="dash", line_color=colour, line_width=1)
+            fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", text=text, showarrow=False, font={"color": colour},
+                               xanchor=anchor, yanchor="bottom")
+    step = max(1, len(x) // 12)
+    fig.update_xaxes(tickvals=x[::step], ticktext=labels[::step], row=2, col=1)
+    fig.update_xaxes(title_text="run (oldest first)", row=2, col=1)
     fig.update_layout(height=460, margin={"t": 50}, showlegend=False)
     return fig
 

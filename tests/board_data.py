@@ -152,6 +152,8 @@ def add_drifting_series(url: str, tiny: str, even: str) -> list[str]:
                                        "config": {}, "config_hash": f"mmlu-night-{night}", "fingerprint": "f",
                                        "n_samples": 1000, "versions": {}}, tags=["nightly-mmlu"])
             store.finish_run(run_id, [MetricValue("acc", acc, 0.005, 1000, True)])
+            with store.transaction() as conn:  # one run a night
+                conn.execute(runs.update().where(runs.c.id == run_id).values(created_at=T0 + dt.timedelta(days=night)))
             ids.append(run_id)
     finally:
         store.close()
