@@ -95,13 +95,19 @@ def _render(result: MonitorResult, monitor_run_id: str) -> None:
     else:
         what = f"{result.reference}  ->  {result.current}"
     table = Table(title=f"{result.kind}  {what}  (monitor run {monitor_run_id})")
-    for col in ("check", "statistic", "value", "threshold", "p (Holm)", "alpha", "trend per run (95% CI)", "alarm"):
+    tested = any(f.p_value is not None for f in result.findings)  # score drift has no p-value, only a trend
+    trended = any("slope_per_run" in f.details for f in result.findings)
+    columns = ["check", "statistic", "value", "threshold", *(["p (Holm)", "alpha"] if tested else []),
+               *(["trend per run (95% CI)"] if trended else []), "alarm"]
+    for col in columns:
         table.add_column(col)
     for f in result.findings:
         slope, ci = f.details.get("slope_per_run"), f.details.get("slope_ci95")
         trend = f"{slope:+.3g} ({ci[0]:+.3g} .. {ci[1]:+.3g})" if slope is not None and ci else ""
-        table.add_row(f.name, f.statistic, _fmt(f.value), _fmt(f.threshold), _fmt(f.p_value),
-                      _fmt(f.details.get("alpha")), trend, "[bold red]ALARM[/]" if f.alarm else "ok")
+        cells = [f.name, f.statistic, _fmt(f.value), _fmt(f.threshold), *([_fmt(f.p_value), _fmt(f.details.get("alpha"))]
+                                                                          if tested else []),
+                 *([trend] if trended else []), "[bold red]ALARM[/]" if f.alarm else "ok"]
+        table.add_row(*cells)
     out.print(table)
     for f in result.findings:
         out.print(("[bold red]ALARM[/] " if f.alarm else "  ") + f.message, highlight=False)
