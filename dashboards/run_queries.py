@@ -16,7 +16,7 @@ from dashboards.frames import Page, _frame, _read, normal_ci
 from harness.store import Store, metrics, run_tags, runs, samples
 
 RUN_COLUMNS = ("run_id", "name", "suite", "model", "adapter", "backend", "status", "n_samples", "created_at", "tags")
-SAMPLE_COLUMNS = ("sample_id", "position", "prompt", "completion", "score", "scores", "groups")
+SAMPLE_COLUMNS = ("sample_id", "position", "prompt", "completion", "reasoning", "score", "scores", "groups")
 METRIC_COLUMNS = ("metric", "value", "stderr", "ci_low", "ci_high", "n", "higher_is_better")
 
 
@@ -204,6 +204,16 @@ def _completion_text(completions: Any) -> str:
     return "\n---\n".join(parts)
 
 
+def _reasoning_text(completions: Any) -> str:
+    """The thinking a reasoning model wrote before each stage's first answer (docs/reasoning.md)."""
+    parts = []
+    for stage in completions or []:
+        if stage and stage[0].get("reasoning"):
+            cut = " [cut inside its thinking]" if stage[0].get("reasoning_truncated") else ""
+            parts.append(str(stage[0]["reasoning"]) + cut)
+    return "\n---\n".join(parts)
+
+
 def _sample_search(term: str | None) -> ColumnElement[bool] | None:
     if not term:
         return None
@@ -248,6 +258,7 @@ def run_samples(
             "position": r["position"],
             "prompt": _prompt_text(r["requests"]),
             "completion": _completion_text(r["completions"]),
+            "reasoning": _reasoning_text(r["completions"]),
             "score": (r["scores"] or {}).get(score_key) if score_key else None,
             "scores": r["scores"],
             "groups": ", ".join(r["groups"] or []),
