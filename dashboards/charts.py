@@ -85,23 +85,61 @@ def checkpoint_curves(metric_frame: pd.DataFrame, dynamics: pd.DataFrame, metric
 
 
 def drift_lines(series: pd.DataFrame) -> go.Figure:
-    """Each finding's statistic over time, with its threshold and the alarms marked."""
-    fig = go.Figure()
-    for name, group in series.groupby("name", sort=True):
-        fig.add_trace(go.Scatter(x=group["created_at"], y=group["value"], name=str(name), mode="lines+markers"))
-        alarmed = group[group["alarm"].astype(bool)]
-        if not alarmed.empty:
-            fig.add_trace(
-                go.Scatter(x=alarmed["created_at"], y=alarmed["value"], mode="markers", showlegend=False, name=f"{name} alarm",
-                           marker={"symbol": "x", "size": 12, "color": "#D62728"})
-            )
-        thresholds = group["threshold"].dropna()
-        if not thresholds.empty:
-            fig.add_trace(
-                go.Scatter(x=group["created_at"], y=group["threshold"], mode="lines", showlegend=False, name=f"{name} threshold",
-                           line={"dash": "dash", "width": 1, "color": "#999"})
-            )
-    fig.update_layout(height=400, margin={"t": 30}, yaxis_title="statistic", xaxis_title="time")
+    """Small multiples: one panel (and y-axis) per statistic, since McNemar counts, CUSUM values and PSI
+    share no scale; within a panel one line per check and subject (never joining different series),
+    its threshold dashed and its alarms marked."""
+    statistics = sorted(str(s) for s in series["statistic"].fillna("value").unique())
+    fig = make_subplots(rows=max(1, len(statistics)), cols=1, shared_xaxes=True, vertical_spacing=0.08,
+                        subplot_titles=statistics)
+    for row, statistic in enumerate(statistics, start=1):
+        panel = series[series["statistic"].fillna("value") == statistic]
+        for (name, subject), group in panel.groupby(["name", "subject"], sort=True):
+            label = f"{name} · {subject}"
+            fig.add_trace(go.Scatter(x=group["created_at"], y=group["value"], name=label, mode="lines+markers",
+                                     legendgroup=label), row=row, col=1)
+            alarmed = group[group["alarm"].astype(bool)]
+            if not alarmed.empty:
+                fig.add_trace(go.Scatter(x=alarmed["created_at"], y=alarmed["value"], mode="markers", showlegend=False,
+                                         name=f"{label} alarm", legendgroup=label,
+                                         marker={"symbol": "x", "size": 12, "color": "#D62728"}), row=row, col=1)
+            if group["threshold"].notna().any():
+                fig.add_trace(go.Scatter(x=group["created_at"], y=group["threshold"], mode="lines", showlegend=False,
+                                         name=f"{label} threshold", legendgroup=label,
+                                         line={"dash": "dash", "width": 1, "color": "#999"}), row=row, col=1)
+    fig.update_layout(height=max(320, 240 * len(statistics)), margin={"t": 40}, legend={"orientation": "h", "y": -0.12})
+    return fig
+
+
+def score_drift_chart(item: dict[str, object]) -> go.Figure:
+    """A score-drift check: the metric per run with its reference level, the detected change point and
+    the first alarming run (top), and the CUSUM against its alarm threshold h (bottom)."""
+    labels = [str(v) for v in item["labels"]]  # type: ignore[attr-defined]
+    runs = [str(r) for r in item["runs"]]  # type: ignore[attr-defined]
+    x = list(range(1, len(runs) + 1))  # run positions: two runs may share a label (same minute, same step)
+    fig = make_subplots(rows=2, cols=1, shared_xaxes=True, vertical_spacing=0.12, row_heights=[0.6, 0.4],
+                        subplot_titles=[str(item["metric"]), "CUSUM of the drop (standard errors)"])
+    hover = [f"{label} (run {run})" for label, run in zip(labels, runs, strict=True)]
+    fig.add_trace(go.Scatter(x=x, y=item["values"], mode="lines+markers", name=str(item["metric"]), text=hover,
+                             hovertemplate="%{text}: %{y:.4f}"), row=1, col=1)
+    fig.add_hline(y=float(item["reference_mean"]), line_dash="dot", line_color="#999", row=1, col=1,  # type: ignore[arg-type]
+                  annotation_text="reference level")
+    fig.add_trace(go.Scatter(x=x, y=item["cusum"], mode="lines+markers", name="CUSUM", line={"color": "#E4A11B"},
+                             text=hover, hovertemplate="%{text}: %{y:.2f}"), row=2, col=1)
+    if item.get("threshold") is not None:
+        fig.add_hline(y=float(item["threshold"]), line_dash="dash", line_color="#D62728", row=2, col=1,  # type: ignore[arg-type]
+                      annotation_text=f"alarm threshold h={float(item['threshold']):g}")  # type: ignore[arg-type]
+    for key, text, colour, anchor in (("change_run", "change point", "#7F7F7F", "right"),
+                                      ("first_alarm_run", "first alarm", "#D62728", "left")):
+        run = item.get(key)
+        if run in runs:
+            at = runs.index(str(run)) + 1
+            fig.add_vline(x=at, line_dash="dash", line_color=colour, line_width=1)
+            fig.add_annotation(x=at, y=1.0, xref="x", yref="paper", text=text, showarrow=False, font={"color": colour},
+                               xanchor=anchor, yanchor="bottom")
+    step = max(1, len(x) // 12)
+    fig.update_xaxes(tickvals=x[::step], ticktext=labels[::step], row=2, col=1)
+    fig.update_xaxes(title_text="run (oldest first)", row=2, col=1)
+    fig.update_layout(height=460, margin={"t": 50}, showlegend=False)
     return fig
 
 

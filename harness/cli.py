@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 
 from harness.commands.board import board
 from harness.commands.comet import comet_app
 from harness.commands.finetune import finetune, sweep
 from harness.commands.gate import compare, gate
+from harness.commands.meta import VersionOption, quiet_progress_bars, suites
 from harness.commands.models import models_app
 from harness.commands.monitor import monitor_app
 from harness.commands.rescore import rescore
@@ -23,7 +26,16 @@ app = typer.Typer(
     add_completion=False,
 )
 
+
+
+@app.callback()
+def _root(version: VersionOption = False) -> None:
+    """Fine-tune LLMs, score checkpoints on standard suites, gate releases, watch drift."""
+    quiet_progress_bars(sys.argv)
+
+
 app.command("run")(run)
+app.command("suites")(suites)
 app.command("export")(export)
 app.command("board")(board)
 app.command("finetune")(finetune)

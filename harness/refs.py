@@ -1,4 +1,4 @@
-"""Run references for `compare` and `gate`: which stored runs a REF on the command line means.
+"""Run references for `compare`, `gate` and the monitors: which stored runs a REF on the command line means.
 
 A REF selects at most one run per suite:
 
@@ -87,3 +87,32 @@ def resolve_ref(store: Store, ref: str) -> Selection:
     if is_run:
         return Selection(ref, "run", _by_id(store, ref))
     raise UserError(f"'{ref}' is neither a run id nor a tag in store {store.safe_url} (or use latest:MODEL)")
+
+
+def resolve_one(store: Store, ref: str, suite: str | None = None, role: str = "run") -> dict[str, Any]:
+    """The single run a REF means where one run is expected (monitors): a tag or `latest:MODEL` that
+    selects runs of several suites needs `suite` to say which (otherwise a UserError lists them)."""
+    selection = resolve_ref(store, ref)
+    if selection.kind == "run":  # one run asked for by id: its suite is checked by the caller
+        return next(iter(selection.runs.values()))
+    if suite is not None:
+        if suite not in selection.runs:
+            found = ", ".join(sorted(selection.runs)) or "none"
+            raise UserError(f"{role} '{ref}' selects no {suite} run (it selects: {found})")
+        return selection.runs[suite]
+    if len(selection.runs) > 1:
+        raise UserError(f"{role} '{ref}' selects runs of several suites ({', '.join(sorted(selection.runs))}); add --suite")
+    return next(iter(selection.runs.values()))
+
+
+def resolve_pair(store: Store, reference: str, current: str, suite: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Two REFs compared with each other: when no suite is given, the one suite both select."""
+    if suite is None:
+        common = sorted(set(resolve_ref(store, reference).runs) & set(resolve_ref(store, current).runs))
+        if len(common) == 1:
+            suite = common[0]
+        elif not common:
+            raise UserError(f"'{reference}' and '{current}' select no run of a common suite")
+        else:
+            raise UserError(f"'{reference}' and '{current}' both select runs of {', '.join(common)}; add --suite")
+    return resolve_one(store, reference, suite, "reference"), resolve_one(store, current, suite, "current")

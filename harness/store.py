@@ -259,6 +259,25 @@ alarms = Table(
     Column("created_at", DateTime(timezone=True), nullable=False),
 )
 
+# One row per alarm identity (check kind, check name, subject): its current state, so a scheduled job
+# that sees the same alarm again does not page again (monitors/alarms.py). A new table, so existing
+# stores gain it on open.
+alarm_states = Table(
+    "alarm_states",
+    metadata,
+    Column("key", String(64), primary_key=True),  # sha256 of kind, name, subject
+    Column("kind", String(32), nullable=False),
+    Column("name", String(256), nullable=False),
+    Column("subject", Text, nullable=False),
+    Column("state", String(16), nullable=False),  # firing | ok
+    Column("since", DateTime(timezone=True), nullable=False),
+    Column("last_seen", DateTime(timezone=True), nullable=False),
+    Column("last_notified", DateTime(timezone=True)),
+    Column("times_seen", Integer, nullable=False),
+    Column("message", Text, nullable=False),
+    Column("monitor_run_id", String(32), nullable=False),
+)
+
 # ---- monitors: production prompt logs, ingested by stream and time for input-drift windows ---------
 
 prompt_logs = Table(

@@ -8,12 +8,25 @@ A YAML file passed with `--config` overrides any of them.
 
 from __future__ import annotations
 
+import datetime as dt
+import re
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from harness.config import format_validation_error, load_yaml_mapping
 from harness.errors import ConfigError
+
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+
+
+def parse_duration(text: str, what: str = "duration") -> dt.timedelta:
+    """`30m`, `24h`, `7d`, `2w` -> a timedelta; anything else is a ConfigError."""
+    match = _DURATION.match(text)
+    if not match or float(match.group(1)) <= 0:
+        raise ConfigError(f"{what} '{text}': expected a positive length like 30m, 24h, 7d or 2w")
+    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
 
 
 class _Strict(BaseModel):
@@ -114,6 +127,26 @@ class WebhookConfig(_Strict):
     timeout_s: float = Field(10.0, gt=0.0, description="Per-attempt timeout in seconds.")
 
 
+class AlarmPolicyConfig(_Strict):
+    """When a check that alarms again pages again. An alarm's identity is (check kind, check name,
+    subject: the series, run pair or stream watched); a scheduled job that finds the same alarm again
+    records it but does not notify, so people are paged once per state change."""
+
+    renotify_after: str | None = Field(None, description="Notify again while an alarm keeps firing once this long "
+                                       "has passed since the last notification (e.g. 24h); None = only on a state change.")
+    notify_resolved: bool = Field(True, description="Also notify when a firing alarm's check comes back clean.")
+
+    @field_validator("renotify_after")
+    @classmethod
+    def _duration(cls, value: str | None) -> str | None:
+        if value is not None:
+            try:
+                parse_duration(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+
 class MonitorConfig(_Strict):
     """Every monitor's settings; `harness monitor ... --config monitor.yaml` loads one."""
 
@@ -123,6 +156,7 @@ class MonitorConfig(_Strict):
     embedding: EmbeddingConfig = Field(default_factory=EmbeddingConfig, description="Text embeddings for MMD/topics.")
     rag: RagRegressionConfig = Field(default_factory=RagRegressionConfig, description="RAG regression thresholds.")
     webhook: WebhookConfig = Field(default_factory=WebhookConfig, description="Optional alarm delivery.")
+    alarms: AlarmPolicyConfig = Field(default_factory=AlarmPolicyConfig, description="De-duplication and re-notification.")
 
     @model_validator(mode="after")
     def _permutations_can_reach_alpha(self) -> MonitorConfig:

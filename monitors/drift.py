@@ -104,6 +104,7 @@ def _score_finding(metric: str, points: list[ScorePoint], higher: bool, config: 
                    f"vs reference {ref_mean:.4f} (CUSUM {last:.2f} > h={config.h})")
     else:
         message = f"{metric}: no sustained {direction} (CUSUM {last:.2f} <= h={config.h})"
+    message += f"; trend {slope:+.3g} per run (Theil-Sen, 95% CI {lo:+.3g} .. {hi:+.3g})"
     return Finding(
         name=metric, statistic="cusum", value=last, p_value=None, threshold=config.h, alarm=alarm, message=message,
         details={
@@ -178,8 +179,9 @@ def output_findings(
         res = sps.chi2_contingency(table, correction=True)
         chi2, p_ref = float(res.statistic), float(res.pvalue)
     r0, r1 = ref_ref / len(reference), cur_ref / len(current)
-    raw.append(("refusal_rate", "chi2", chi2, p_ref, abs(r1 - r0),
-                {"reference_rate": r0, "current_rate": r1, "reference_refusals": ref_ref, "current_refusals": cur_ref}))
+    raw.append(("refusal_rate", "rate change", abs(r1 - r0), p_ref, abs(r1 - r0),
+                {"reference_rate": r0, "current_rate": r1, "reference_refusals": ref_ref, "current_refusals": cur_ref,
+                 "chi2": chi2}))
 
     from sklearn.feature_extraction.text import CountVectorizer
 
@@ -208,11 +210,14 @@ def output_findings(
     for (name, statistic, value, p, effect, details), p_adj in zip(raw, adjusted, strict=True):
         assert p_adj is not None
         alarm = p_adj < cfg.alpha and effect >= minimum[name] and (name != "embedding" or effect > 0)
+        # the threshold in the statistic's own unit: JS alarms above its permutation-null mean plus the minimum
+        threshold = minimum[name] + (details["null_mean"] if name == "token_distribution" else 0.0)
         verdict = "drift" if alarm else "no drift"
-        message = (f"{prefix}{name}: {verdict} ({statistic}={value:.4g}, Holm p={p_adj:.3g}, effect {effect:.4g} "
-                   f"vs minimum {minimum[name]:g}, alpha {cfg.alpha:g})")
-        findings.append(Finding(prefix + name, statistic, value, p_adj, cfg.alpha, alarm, message,
-                                {**details, "p_raw": p, "effect": effect, "min_effect": minimum[name]}))
+        label = name if name.startswith(prefix) else prefix + name  # response_length, not response_response_length
+        message = (f"{label}: {verdict} ({statistic} {value:.4g} vs threshold {threshold:.4g}, "
+                   f"Holm p={p_adj:.2g} vs alpha {cfg.alpha:g})")
+        findings.append(Finding(label, statistic, value, p_adj, threshold, alarm, message,
+                                {**details, "p_raw": p, "effect": effect, "min_effect": minimum[name], "alpha": cfg.alpha}))
     return findings
 
 
@@ -296,10 +301,11 @@ def input_drift(reference: LogWindow, current: LogWindow, config: MonitorConfig)
             rule = f"PSI >= {cfg.psi_threshold:g} and Holm p < {cfg.alpha:g}"
         else:
             alarm = p_adj < cfg.alpha and value > cfg.min_mmd2
-            threshold = cfg.alpha
+            threshold = cfg.min_mmd2
             rule = f"Holm p < {cfg.alpha:g} and MMD² > {cfg.min_mmd2:g}"
-        message = f"{name}: {'drift' if alarm else 'no drift'} ({statistic}={value:.4g}, Holm p={p_adj:.3g}; alarm if {rule})"
-        findings.append(Finding(name, statistic, value, p_adj, threshold, alarm, message, {**details, "p_raw": p}))
+        message = f"{name}: {'drift' if alarm else 'no drift'} ({statistic}={value:.4g}, Holm p={p_adj:.2g}; alarm if {rule})"
+        findings.append(Finding(name, statistic, value, p_adj, threshold, alarm, message,
+                                {**details, "p_raw": p, "alpha": cfg.alpha}))
 
     summary: dict[str, Any] = {"n_reference": len(reference.prompts), "n_current": len(current.prompts)}
     ref_resp = [r for r in reference.responses if r is not None]

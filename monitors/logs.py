@@ -20,7 +20,9 @@ from harness.datafiles import read_jsonl
 from harness.errors import ConfigError, DataError, UserError
 from harness.store import Store, prompt_logs, utcnow
 from harness.types import canonical_json, sha256_text
+from monitors.config import parse_duration
 from monitors.drift import LogWindow
+from monitors.timeutil import as_utc as _utc
 
 _WORD = re.compile(r"\w+", re.UNICODE)
 _CHUNK = 500
@@ -142,17 +144,6 @@ def ingest(store: Store, path: str, stream: str, ts_field: str = "ts", prompt_fi
 
 # ---- windows -------------------------------------------------------------------------------------
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*$")
-_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
-
-
-def parse_duration(text: str) -> dt.timedelta:
-    match = _DURATION.match(text)
-    if not match or float(match.group(1)) <= 0:
-        raise ConfigError(f"window '{text}': expected a positive length like 30m, 24h, 7d or 2w")
-    return dt.timedelta(seconds=float(match.group(1)) * _UNITS[match.group(2)])
-
-
 def parse_range(text: str, option: str) -> tuple[dt.datetime, dt.datetime]:
     """`START..END` (ISO-8601 dates or times, UTC unless an offset is given), half-open [START, END)."""
     start_text, sep, end_text = text.partition("..")
@@ -165,10 +156,6 @@ def parse_range(text: str, option: str) -> tuple[dt.datetime, dt.datetime]:
     if end <= start:
         raise ConfigError(f"{option} '{text}': the end must come after the start")
     return start, end
-
-
-def _utc(value: dt.datetime) -> dt.datetime:
-    return value.replace(tzinfo=dt.UTC) if value.tzinfo is None else value.astimezone(dt.UTC)
 
 
 def stream_bounds(store: Store, stream: str) -> tuple[dt.datetime, dt.datetime, int]:
@@ -200,7 +187,7 @@ def load_window(store: Store, stream: str, start: dt.datetime, end: dt.datetime)
     )
     with store.engine.connect() as conn:
         rows = conn.execute(query).all()
-    label = f"{stream}@{start.isoformat()}..{end.isoformat()}"
+    label = f"{stream} {_utc(start):%Y-%m-%d %H:%M:%S} .. {_utc(end):%Y-%m-%d %H:%M:%S} UTC"
     return LogWindow(label, tuple(r[0] for r in rows), tuple(dict(r[2]) for r in rows), tuple(r[1] for r in rows))
 
 
@@ -216,7 +203,7 @@ def windows_or_default(
     store: Store, stream: str, reference: str | None, current: str | None, window: str
 ) -> tuple[Window, Window]:
     """Explicit ranges win; a missing one defaults to the newest window and the one before it."""
-    size = parse_duration(window)
+    size = parse_duration(window, "window")
     default_ref, default_cur = default_windows(store, stream, size)
     cur = parse_range(current, "--current") if current else default_cur
     ref = parse_range(reference, "--reference") if reference else (

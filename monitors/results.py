@@ -15,6 +15,8 @@ from typing import Any
 from sqlalchemy import select, update
 
 from harness.store import Store, alarms, monitor_findings, monitor_runs, utcnow
+from monitors.alarms import record
+from monitors.config import AlarmPolicyConfig
 
 
 @dataclass(frozen=True)
@@ -53,10 +55,15 @@ class MonitorResult:
     findings: tuple[Finding, ...]
     summary: Mapping[str, Any] = field(default_factory=dict)
     config: Mapping[str, Any] = field(default_factory=dict)
+    subject: str = ""  # what is watched (alarm identity); empty = "reference -> current"
 
     @property
     def alarm(self) -> bool:
         return any(f.alarm for f in self.findings)
+
+    @property
+    def watched(self) -> str:
+        return self.subject or f"{self.reference} -> {self.current}"
 
     def to_json(self, monitor_run_id: str | None = None) -> dict[str, Any]:
         return {
@@ -64,6 +71,7 @@ class MonitorResult:
             "kind": self.kind,
             "reference": self.reference,
             "current": self.current,
+            "subject": self.watched,
             "alarm": self.alarm,
             "summary": dict(self.summary),
             "findings": [f.to_json() for f in self.findings],
@@ -77,16 +85,18 @@ def _finite(value: float | None) -> float | None:
     return float(value)
 
 
-def save_result(store: Store, result: MonitorResult) -> tuple[str, list[dict[str, Any]]]:
-    """Store a check, its findings and its alarms in one transaction; returns the id and the alarm rows."""
+def save_result(store: Store, result: MonitorResult, policy: AlarmPolicyConfig | None = None) -> tuple[str, list[dict[str, Any]]]:
+    """Store a check and its findings, update each alarm identity's state, and write the notifications
+    that are due (monitors/alarms.py), in one transaction; returns the id and the notification rows."""
     run_id = uuid.uuid4().hex[:12]
     now = utcnow()
-    alarm_rows = []
+    notifications = []
     with store.transaction() as conn:
         conn.execute(
             monitor_runs.insert().values(
                 id=run_id, kind=result.kind, reference=result.reference, current=result.current,
-                config=_jsonable(result.config), summary=_jsonable(result.summary), alarm=result.alarm, created_at=now,
+                config=_jsonable(result.config), summary=_jsonable({**result.summary, "subject": result.watched}),
+                alarm=result.alarm, created_at=now,
             )
         )
         rows = [
@@ -100,19 +110,12 @@ def save_result(store: Store, result: MonitorResult) -> tuple[str, list[dict[str
         if rows:
             conn.execute(monitor_findings.insert(), rows)
         for f in result.findings:
-            if not f.alarm:
-                continue
-            alarm_id = uuid.uuid4().hex[:12]
-            payload = {
-                "alarm_id": alarm_id, "monitor_run_id": run_id, "kind": result.kind, "name": f.name,
-                "message": f.message, "reference": result.reference, "current": result.current,
-                "finding": _jsonable(f.to_json()), "created_at": now.isoformat(),
-            }
-            row = {"id": alarm_id, "monitor_run_id": run_id, "name": f.name, "message": f.message,
-                   "payload": payload, "delivered": False, "created_at": now}
-            conn.execute(alarms.insert().values(**row))
-            alarm_rows.append(row)
-    return run_id, alarm_rows
+            row = record(conn, monitor_run_id=run_id, kind=result.kind, subject=result.watched,
+                         reference=result.reference, current=result.current, finding=_jsonable(f.to_json()),
+                         now=now, policy=policy or AlarmPolicyConfig())
+            if row is not None:
+                notifications.append(row)
+    return run_id, notifications
 
 
 def mark_delivered(store: Store, alarm_id: str) -> None:
@@ -121,7 +124,8 @@ def mark_delivered(store: Store, alarm_id: str) -> None:
 
 
 def list_alarms(store: Store, limit: int = 50, undelivered: bool = False) -> list[dict[str, Any]]:
-    """Newest alarms first, with the kind of check that raised them."""
+    """Newest notifications first, with the kind of check that raised them and their state
+    (firing or resolved; rows stored before states existed were all firing)."""
     query = (
         select(alarms, monitor_runs.c.kind)
         .join(monitor_runs, monitor_runs.c.id == alarms.c.monitor_run_id)
@@ -131,7 +135,10 @@ def list_alarms(store: Store, limit: int = 50, undelivered: bool = False) -> lis
     if undelivered:
         query = query.where(alarms.c.delivered.is_(False))
     with store.engine.connect() as conn:
-        return [dict(r) for r in conn.execute(query).mappings()]
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+    for row in rows:
+        row["state"] = str((row["payload"] or {}).get("state", "firing"))
+    return rows
 
 
 def monitor_run_findings(store: Store, monitor_run_id: str) -> list[dict[str, Any]]:

@@ -26,7 +26,9 @@ def select_runs(
     """Complete runs in sequence order: explicit `run_refs` in the order given; a training run's
     checkpoints by step; otherwise by creation time. Only the newest `last` are kept."""
     if run_refs:
-        rows = [store.get_run(r) for r in run_refs]
+        from harness.refs import resolve_one
+
+        rows = [resolve_one(store, r, suite) for r in run_refs]
         for row in rows:
             if row["status"] != "complete":
                 raise UserError(f"run {row['id']} is {row['status']}, not complete")
@@ -74,7 +76,7 @@ def default_metric(suite: str) -> str:
 
 
 def run_responses(store: Store, ref: str) -> tuple[str, list[str]]:
-    """All model completions of a run (every stage), in sample order."""
+    """All model completions of a run (every stage), in sample order; `ref` is a run id (or prefix)."""
     run = store.get_run(ref)
     texts = []
     for row in store.run_samples(str(run["id"])):

@@ -132,13 +132,50 @@ def add_sweep(store: Store, name: str = "lr-search") -> str:
     return sweep_id
 
 
+def add_drifting_series(url: str, tiny: str, even: str) -> list[str]:
+    """What a team's store holds after some nights: an mmlu series tagged nightly-mmlu whose accuracy
+    drops a point a night from night 7, checked by `harness monitor drift scores` as it grew (the check
+    alarms once the drop is sustained), plus an output-drift check between two real runs. Written
+    through the CLI, so findings, alarm states and notifications are the monitors' own."""
+    from typer.testing import CliRunner
+
+    from harness.cli import app
+    from harness.types import MetricValue
+
+    store = Store(url)
+    ids = []
+    try:
+        for night in range(14):
+            acc = 0.62 - 0.01 * max(0, night - 6)
+            run_id = store.create_run({"name": f"nightly-{night:02d}", "suite": "mmlu", "suite_version": "1.0",
+                                       "model": "org/model-nightly", "backend": "hf", "backend_info": {}, "generation": {},
+                                       "config": {}, "config_hash": f"mmlu-night-{night}", "fingerprint": "f",
+                                       "n_samples": 1000, "versions": {}}, tags=["nightly-mmlu"])
+            store.finish_run(run_id, [MetricValue("acc", acc, 0.005, 1000, True)])
+            with store.transaction() as conn:  # one run a night
+                conn.execute(runs.update().where(runs.c.id == run_id).values(created_at=T0 + dt.timedelta(days=night)))
+            ids.append(run_id)
+    finally:
+        store.close()
+    cli = CliRunner()
+    for last in (8, 10, 12, 14, 14):
+        result = cli.invoke(app, ["monitor", "drift", "scores", "--suite", "mmlu", "--tag", "nightly-mmlu", "--last", str(last),
+                                  "--db", url, "--json"])
+        assert result.exit_code in (0, 1), result.output
+    result = cli.invoke(app, ["monitor", "drift", "outputs", "--reference", tiny, "--current", even, "--embedder", "tfidf",
+                              "--db", url, "--json"])
+    assert result.exit_code in (0, 1), result.output
+    return ids
+
+
 RUN_NAMES = ("tiny-base", "gold-even", "gold-mixed")
 
 
-def fill_board_store(url: str, tiny_model: Path, tmp: Path) -> dict[str, Any]:
+def fill_board_store(url: str, tiny_model: Path, tmp: Path, realistic: bool = False) -> dict[str, Any]:
     """Three real runs (tiny model; file backend right on even positions; right on positions 0, 5, 7:
     against gold-even that is 3 regressions and 2 improvements on answerable samples), a
-    training run that evaluated the two file runs at steps 10 and 20, drift history and a sweep."""
+    training run that evaluated the two file runs at steps 10 and 20, drift history and a sweep;
+    `realistic` adds a drifting nightly mmlu series with the monitors' own checks and alarms."""
     store = Store(url)
     try:
         tiny = run_tiny(store, tiny_model, "tiny-base", ["nightly"])
@@ -149,4 +186,6 @@ def fill_board_store(url: str, tiny_model: Path, tmp: Path) -> dict[str, Any]:
         sweep = add_sweep(store)
     finally:
         store.close()
-    return {"tiny": tiny, "even": even, "mixed": mixed, "train": train, "monitors": monitors, "sweep": sweep}
+    nightly = add_drifting_series(url, tiny, even) if realistic else []
+    return {"tiny": tiny, "even": even, "mixed": mixed, "train": train, "monitors": monitors, "sweep": sweep,
+            "nightly": nightly}

@@ -7,6 +7,7 @@ Playwright's own browser download cannot work here, so the test drives the syste
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -57,7 +58,7 @@ def _wait_healthy(base: str, proc: subprocess.Popen[bytes], log: Path, timeout: 
 def board(tiny_model: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
     tmp = tmp_path_factory.mktemp("board_browser")
     url = f"sqlite:///{tmp / 'board.db'}"
-    ids = fill_board_store(url, tiny_model, tmp)
+    ids = fill_board_store(url, tiny_model, tmp, realistic=True)  # training run, sweep, drifting series, alarms
     port = _free_port()
     log = tmp / "board.log"
     with log.open("wb") as out:
@@ -89,11 +90,36 @@ def browser() -> Iterator[Any]:
 
 
 def _page(browser: Any) -> Any:
+    """A page that records every console error and uncaught exception (checked by `_done`)."""
     from playwright.sync_api import expect
 
     expect.set_options(timeout=60_000)  # the first page load imports pandas and plotly in the server
     page = browser.new_page(viewport={"width": 1500, "height": 1300})
     page.set_default_timeout(60_000)
+    page.problems = []
+
+    def console(msg: Any) -> None:
+        # a failed resource load is reported (with its URL) by the listeners below, not by this line
+        if msg.type == "error" and not msg.text.startswith("Failed to load resource"):
+            page.problems.append(f"console error: {msg.text}")
+
+    def response(resp: Any) -> None:
+        # Opening a page's own URL (/drift), Streamlit's frontend first probes /drift/_stcore/health and
+        # host-config to find its base path; the 404 is how it learns the base is "/", not an error.
+        probe = re.search(r"/[^/]+/_stcore/(health|host-config)$", resp.url)
+        if resp.status >= 400 and resp.url.startswith("http://127.0.0.1") and not probe:
+            page.problems.append(f"HTTP {resp.status}: {resp.url}")
+
+    def failed(request: Any) -> None:
+        # the board must work offline: only requests to the board itself count (Streamlit's optional
+        # external fetches, e.g. fonts, fail on an offline machine and change nothing on the page)
+        if request.url.startswith("http://127.0.0.1"):
+            page.problems.append(f"request failed: {request.url} ({request.failure})")
+
+    page.on("console", console)
+    page.on("pageerror", lambda exc: page.problems.append(f"page error: {exc}"))
+    page.on("response", response)
+    page.on("requestfailed", failed)
     return page
 
 
@@ -116,15 +142,26 @@ def _listening_addresses(port: int) -> set[str]:
 
 
 def _outbound_addresses() -> set[str]:
-    """This machine's non-loopback IPv4 addresses: those its name resolves to, and the one a route out uses."""
+    """This machine's non-loopback IPv4 addresses: those its name resolves to, and and those of every interface."""
     found = {info[4][0] for info in socket.getaddrinfo(socket.gethostname(), None, socket.AF_INET)}
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-        try:
-            probe.connect(("192.0.2.1", 9))  # UDP connect sends nothing: it only picks the route
-            found.add(probe.getsockname()[0])
-        except OSError:
-            pass
+    try:  # every interface's IPv4 address, as iproute2 lists them (no packet is sent)
+        listed = subprocess.run(["ip", "-4", "-o", "addr", "show"], capture_output=True, text=True, timeout=10).stdout
+        found |= {line.split()[3].split("/")[0] for line in listed.splitlines() if len(line.split()) > 3}
+    except (OSError, subprocess.SubprocessError):
+        pass
     return {a for a in found if not a.startswith("127.")}
+
+
+def _done(page: Any, shot: str | None = None) -> None:
+    """Fail on a console error or a Streamlit exception box; keep a screenshot for people to look at."""
+    page.wait_for_timeout(500)  # let late renders report their errors
+    if shot:  # first, so a failing page can be looked at too
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(ARTIFACTS / f"{shot}.png"), full_page=True)
+    boxes = page.locator('[data-testid="stException"]')
+    assert boxes.count() == 0, [boxes.nth(i).inner_text()[:500] for i in range(boxes.count())]
+    assert not page.problems, page.problems
+    page.close()
 
 
 def test_board_binds_to_localhost_only(board: dict[str, Any]) -> None:
@@ -153,17 +190,18 @@ def test_leaderboard_shows_the_stored_run_names(board: dict[str, Any], browser: 
     labels = page.locator('[data-testid="stPlotlyChart"] .xtick text').all_text_contents()
     for name in RUN_NAMES:
         assert any(label.startswith(name) for label in labels), (name, labels)
-    grid = page.locator('[data-testid="stDataFrame"]').first
-    expect(grid).to_be_visible()
+    grids = page.locator('[data-testid="stDataFrame"]')
+    assert grids.count() == 2  # one table per suite: mmlu and rag-extraction, no rows of empty metrics
     for name in RUN_NAMES:
-        expect(grid.get_by_text(name, exact=True).first).to_be_attached()
+        expect(page.get_by_text(name, exact=True).first).to_be_attached()
+    expect(page.get_by_text("None", exact=True)).to_have_count(0)
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "leaderboard.png"), full_page=True)
-    page.get_by_role("link", name="Open this run").click()  # the run picked below the table: the newest
+    page.get_by_role("link", name="Open this run").click()  # the run picked below the tables: the newest
     expect(page.get_by_role("heading", name="Run", exact=True)).to_be_visible()
-    expect(page.get_by_text("gold-mixed", exact=True).first).to_be_visible()
+    expect(page.get_by_text("gold-mixed", exact=True).first).to_be_visible()  # the nightly series is backdated
     assert f"run={board['mixed']}" in page.url
-    page.close()
+    _done(page)
 
 
 def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: Any) -> None:
@@ -184,7 +222,7 @@ def test_compare_page_renders_the_delta_chart(board: dict[str, Any], browser: An
     expect(flips).to_be_visible()
     expect(page.get_by_role("link", name="Compare")).to_be_visible()  # our navigation, not a folder listing
     page.screenshot(path=str(ARTIFACTS / "compare-flips.png"))
-    page.close()
+    _done(page)
 
 
 @pytest.mark.parametrize(("path", "heading"), [
@@ -197,7 +235,22 @@ def test_every_other_page_renders_its_charts_without_errors(board: dict[str, Any
     page.goto(f"{board['base']}/{path.format(**board)}")
     expect(page.get_by_role("heading", name=heading, exact=True)).to_be_visible()
     expect(page.locator('[data-testid="stPlotlyChart"] .main-svg').first).to_be_visible()
-    assert page.locator('[data-testid="stException"]').count() == 0
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{path.split('?')[0]}.png"), full_page=True)
-    page.close()
+    _done(page, path.split("?")[0])
+
+
+def test_drift_page_shows_alarms_the_score_series_and_one_panel_per_statistic(board: dict[str, Any], browser: Any) -> None:
+    from playwright.sync_api import expect
+
+    page = _page(browser)
+    page.goto(f"{board['base']}/drift")
+    expect(page.get_by_role("heading", name="Alarms now")).to_be_visible()
+    expect(page.get_by_text("alarm(s) firing").first).to_be_visible()
+    expect(page.get_by_role("heading", name="Score series")).to_be_visible()
+    charts = page.locator('[data-testid="stPlotlyChart"]')
+    expect(charts.nth(1).locator(".main-svg").first).to_be_visible()
+    assert charts.count() >= 2
+    score_chart = charts.first
+    expect(score_chart.get_by_text("change point").first).to_be_attached()
+    expect(score_chart.get_by_text("alarm threshold h=5").first).to_be_attached()
+    expect(page.get_by_text("Trend (Theil-Sen)").first).to_be_visible()
+    _done(page, "drift")

@@ -255,7 +255,7 @@ def test_input_drift_explicit_windows_and_too_small_window(tmp_path: Path, sqlit
     ok = cli.invoke(app, ["monitor", "drift", "inputs", "--stream", "s", "--embedder", "tfidf", "--db", sqlite_url, "--json",
                           "--reference", "2026-11-02..2026-11-09", "--current", "2026-11-09..2026-11-16"])
     assert ok.exit_code == 0, ok.output
-    assert json.loads(ok.stdout)["current"].startswith("s@2026-11-09")
+    assert json.loads(ok.stdout)["current"] == "s 2026-11-09 00:00:00 .. 2026-11-16 00:00:00 UTC"
     small = cli.invoke(app, ["monitor", "drift", "inputs", "--stream", "s", "--embedder", "tfidf", "--db", sqlite_url,
                              "--reference", "2026-11-02..2026-11-03", "--current", "2026-11-09..2026-11-16"])
     assert small.exit_code == 2 and "fewer than input.min_samples=50" in flat(small.output)
@@ -268,7 +268,7 @@ def test_input_drift_explicit_windows_and_too_small_window(tmp_path: Path, sqlit
 # ---- output drift between two stored runs (runner + file backend, bundled sample) ----------------
 
 
-def _file_run(store: Store, tmp_path: Path, name: str, answer: object) -> str:
+def _file_run(store: Store, tmp_path: Path, name: str, answer: object, tags: tuple[str, ...] = ()) -> str:
     from harness.config import ModelConfig, RunConfig, SuiteConfig
     from harness.runner import Runner
     from suites.rag_extraction import RagExtractionSuite
@@ -278,7 +278,7 @@ def _file_run(store: Store, tmp_path: Path, name: str, answer: object) -> str:
     path = tmp_path / f"{name}.jsonl"
     path.write_text("".join(json.dumps({"id": s.id, "completion": answer(s)}) + "\n" for s in samples), encoding="utf-8")  # type: ignore[operator]
     config = RunConfig(suites=[SuiteConfig(name="rag-extraction")], model=ModelConfig(backend="file", completions=str(path)),
-                       run_name=name)
+                       run_name=name, tags=list(tags))
     (result,) = Runner(config, store, show_progress=False).run()
     return result.run_id
 
@@ -302,6 +302,30 @@ def test_cli_drift_outputs_between_two_runs(tmp_path: Path, sqlite_url: str) -> 
                             "--db", sqlite_url])
     assert same.exit_code == 0, same.output
     assert "drift-output" in same.output
+
+
+def test_cli_drift_outputs_takes_tags_through_the_gate_resolver(tmp_path: Path, sqlite_url: str) -> None:
+    """`--reference main --current nightly`: each tag means its newest run, as in `harness gate`."""
+    store = Store(sqlite_url)
+    main = _file_run(store, tmp_path, "main", lambda s: (s.data["answers"] or ["unanswerable"])[0], ("main",))
+    _file_run(store, tmp_path, "old-nightly", lambda s: (s.data["answers"] or ["unanswerable"])[0] + ".", ("nightly",))
+    refusing = _file_run(store, tmp_path, "nightly", lambda s: "I'm sorry, but I cannot answer questions about this.",
+                         ("nightly",))
+    store.close()
+    args = ["monitor", "drift", "outputs", "--reference", "main", "--current", "nightly", "--embedder", "tfidf",
+            "--db", sqlite_url]
+    drift = cli.invoke(app, [*args, "--json"])
+    assert drift.exit_code == 1, drift.output
+    payload = json.loads(drift.stdout)
+    assert (payload["reference"], payload["current"], payload["subject"]) == (main, refusing, "main -> nightly")
+    refusal = next(f for f in payload["findings"] if f["name"] == "refusal_rate")
+    assert refusal["statistic"] == "rate change" and refusal["value"] == 1.0 and refusal["threshold"] == 0.05
+    assert next(f for f in payload["findings"] if f["name"] == "response_length")["threshold"] == 0.1  # KS units, not alpha
+    text = cli.invoke(app, args)  # the terminal table: thresholds in the statistic's unit, p in scientific notation
+    assert text.exit_code == 1 and "e-" in text.output and "alpha" in text.output
+    assert cli.invoke(app, [*args[:3], "--reference", "tag:main", "--current", "latest:nope", *args[7:]]).exit_code == 2
+    unknown = cli.invoke(app, [*args[:3], "--reference", "main", "--current", "weekly", *args[7:]])
+    assert unknown.exit_code == 2 and "neither a run id nor a tag" in flat(unknown.output)
 
 
 def test_score_series_of_a_training_run_is_ordered_by_step(sqlite_url: str) -> None:

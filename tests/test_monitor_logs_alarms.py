@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import threading
+import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -17,7 +18,8 @@ from typer.testing import CliRunner
 from harness.cli import app
 from harness.store import Store, prompt_logs
 from harness.types import MetricValue
-from monitors.config import WebhookConfig
+from monitors.alarms import _due
+from monitors.config import AlarmPolicyConfig, WebhookConfig
 from monitors.logs import parse_timestamp
 from monitors.webhook import post_json
 
@@ -187,15 +189,70 @@ def test_webhook_gives_up_after_retries_when_nobody_listens() -> None:
     assert post_json("ftp://example/x", {}, FAST).error is not None
 
 
-def _drifting_runs(url: str) -> None:
+def _drifting_runs(url: str, values: tuple[float, ...] = (0.80,) * 6 + (0.70,) * 6, tag: str | None = None) -> list[str]:
     store = Store(url)
-    values = [0.80] * 6 + [0.70] * 6
-    for i, v in enumerate(values):
+    ids = []
+    for v in values:
+        i = uuid.uuid4().hex[:8]
         run_id = store.create_run({"name": f"n{i}", "suite": "rag-extraction", "suite_version": "1.0", "backend": "file",
                                    "backend_info": {}, "generation": {}, "config": {}, "config_hash": f"h{i}",
-                                   "fingerprint": "f", "n_samples": 400, "versions": {}})
+                                   "fingerprint": "f", "n_samples": 400, "versions": {}}, tags=[tag] if tag else ())
         store.finish_run(run_id, [MetricValue("f1", v, 0.02, 400, True)])
+        ids.append(run_id)
     store.close()
+    return ids
+
+
+def test_a_scheduled_job_pages_once_per_state_change(receiver: _Receiver, sqlite_url: str) -> None:
+    """Twice on the same data: one notification. Recovery: one 'resolved'. Drift again: a new alarm."""
+    _drifting_runs(sqlite_url)
+
+    def check(last: int) -> dict[str, object]:
+        result = cli.invoke(app, ["monitor", "drift", "scores", "--suite", "rag-extraction", "--last", str(last),
+                                  "--db", sqlite_url, "--json", "--webhook", receiver.url])
+        assert result.exit_code in (0, 1), result.output
+        return dict(json.loads(result.stdout))
+
+    first, second = check(12), check(12)
+    assert first["alarm"] and second["alarm"]
+    assert [n["state"] for n in first["notifications"]] == ["firing"] and second["notifications"] == []
+    assert len(receiver.bodies) == 1
+    body = receiver.bodies[0]
+    assert str(body["text"]).startswith(":rotating_light: *harness alarm* `drift-score` *f1* on suite=rag-extraction")
+    assert "sustained drop" in str(body["text"])
+    assert body["finding"]["name"] == "f1" and body["finding"]["alarm"] is True  # type: ignore[index]
+    assert body["subject"] == "suite=rag-extraction" and body["state"] == "firing"
+
+    states = json.loads(cli.invoke(app, ["monitor", "alarms", "--db", sqlite_url, "--json"]).stdout)["states"]
+    assert [(s["name"], s["state"], s["times_seen"]) for s in states] == [("f1", "firing", 2)]
+
+    _drifting_runs(sqlite_url, (0.80,) * 8)  # recovered: the newest 8 runs are back at the reference level
+    recovered = check(8)
+    assert not recovered["alarm"] and [n["state"] for n in recovered["notifications"]] == ["resolved"]
+    assert str(receiver.bodies[1]["text"]).startswith(":white_check_mark: *harness resolved*")
+    assert check(8)["notifications"] == []  # still fine: nothing to say
+
+    _drifting_runs(sqlite_url, (0.70,) * 6)  # drifts again: a new state change, a new page
+    again = check(12)
+    assert again["alarm"] and [n["state"] for n in again["notifications"]] == ["firing"]
+    assert [b["state"] for b in receiver.bodies] == ["firing", "resolved", "firing"]
+    states = json.loads(cli.invoke(app, ["monitor", "alarms", "--firing", "--db", sqlite_url, "--json"]).stdout)["states"]
+    assert [(s["state"], s["times_seen"]) for s in states] == [("firing", 1)]
+
+
+def test_renotify_policy() -> None:
+    """While an alarm keeps firing, a notification is due again only after `renotify_after`."""
+    now = dt.datetime(2026, 11, 30, 12, 0, tzinfo=dt.UTC)
+    firing = {"state": "firing", "last_notified": now - dt.timedelta(hours=3)}
+    assert _due(None, True, now, AlarmPolicyConfig()) == "firing"
+    assert _due(firing, True, now, AlarmPolicyConfig()) is None
+    assert _due(firing, True, now, AlarmPolicyConfig(renotify_after="2h")) == "firing"
+    assert _due(firing, True, now, AlarmPolicyConfig(renotify_after="4h")) is None
+    assert _due(firing, False, now, AlarmPolicyConfig()) == "resolved"
+    assert _due(firing, False, now, AlarmPolicyConfig(notify_resolved=False)) is None
+    assert _due({"state": "ok", "last_notified": now}, False, now, AlarmPolicyConfig()) is None
+    with pytest.raises(ValueError, match="renotify_after"):
+        AlarmPolicyConfig(renotify_after="daily")
 
 
 def test_cli_posts_alarms_and_resends_undelivered(receiver: _Receiver, sqlite_url: str) -> None:
@@ -219,11 +276,11 @@ def test_cli_posts_alarms_and_resends_undelivered(receiver: _Receiver, sqlite_ur
     assert [a["delivered"] for a in json.loads(resent.stdout)["alarms"]] == [True]
     assert receiver.bodies[0]["kind"] == "drift-score" and receiver.bodies[0]["name"] == "f1"
     assert "sustained drop" in str(receiver.bodies[0]["message"])
-    # a new check with a live webhook delivers at once
+    # the same check on the same runs again: still alarming (exit 1), but already notified, so nothing is sent
     again = cli.invoke(app, ["monitor", "drift", "scores", "--suite", "rag-extraction", "--db", sqlite_url, "--json",
                              "--webhook", receiver.url])
-    assert again.exit_code == 1 and json.loads(again.stdout)["deliveries"][0]["delivered"] is True
-    assert len(receiver.bodies) == 2
+    assert again.exit_code == 1 and json.loads(again.stdout)["deliveries"] == []
+    assert len(receiver.bodies) == 1
     none_left = cli.invoke(app, ["monitor", "alarms", "--undelivered", "--db", sqlite_url, "--json"])
     assert json.loads(none_left.stdout)["alarms"] == []
 

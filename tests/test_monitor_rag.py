@@ -151,7 +151,7 @@ def test_cli_rag_exit_codes_json_and_stored_alarms(plan: Plan, tmp_path: Path, s
     text = cli.invoke(app, ["monitor", "rag", "--baseline", base, "--candidate", cand, "--db", sqlite_url])
     assert text.exit_code == 1 and "REGRESSION" in flat(text.output) and "worst regressions" in flat(text.output)
     missing = cli.invoke(app, ["monitor", "rag", "--baseline", "nope", "--candidate", cand, "--db", sqlite_url])
-    assert missing.exit_code == 2 and "no run 'nope'" in flat(missing.output)
+    assert missing.exit_code == 2 and "'nope' is neither a run id nor a tag" in flat(missing.output)
 
 
 def test_rag_monitor_refuses_runs_over_different_data(plan: Plan, tmp_path: Path, sqlite_url: str) -> None:

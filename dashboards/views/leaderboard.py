@@ -40,27 +40,34 @@ if page.total == 0:
 
 frame = page.frame.copy()
 frame.insert(0, "open", [f"./run?run={r}" for r in frame["run_id"]])
-headline = primary_metric(suite or str(frame["suite"].iloc[0]), [c.removeprefix("metric:") for c in frame.columns
-                                                                 if c.startswith("metric:")])
-wanted = {f"metric:{n}" for n in shown} | ({f"metric:{headline}"} if headline else set())
-frame = frame.drop(columns=[c for c in frame.columns if c.startswith("metric:") and c not in wanted])
-metric_columns = [c for c in frame.columns if c.startswith("metric:")]
+wanted = {f"metric:{n}" for n in shown}
 with table:
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        column_order=["open", "name", *metric_columns, "suite", "model", "adapter", "status", "n_samples", "created_at", "tags",
-                      "backend", "run_id"],
-        column_config={
-            "open": st.column_config.LinkColumn("open", display_text="open run"),
-            "run_id": st.column_config.TextColumn("run"),
-            "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
-            **{c: st.column_config.NumberColumn(c.removeprefix("metric:"), format="%.4f") for c in metric_columns},
-        },
-    )
-    if headline:
-        st.plotly_chart(charts.leaderboard_bar(frame, headline), width="stretch")
+    # One table per suite: a suite's metrics mean nothing for another suite's runs (no empty "None" columns),
+    # and each suite's headline metric gets its own chart.
+    for suite_name, group in frame.groupby("suite", sort=True):
+        group = group.dropna(axis="columns", how="all")
+        available = [c.removeprefix("metric:") for c in group.columns if c.startswith("metric:")]
+        headline = primary_metric(str(suite_name), available)
+        keep = wanted | ({f"metric:{headline}"} if headline else set())
+        group = group.drop(columns=[c for c in group.columns if c.startswith("metric:") and c not in keep])
+        metric_columns = sorted((c for c in group.columns if c.startswith("metric:")),
+                                key=lambda c: (c != f"metric:{headline}", c))
+        st.markdown(f"**{suite_name}** · {len(group)} run(s) on this page" + (f" · headline: `{headline}`" if headline else ""))
+        st.dataframe(
+            group,
+            hide_index=True,
+            width="stretch",
+            column_order=["open", "name", *metric_columns, "model", "adapter", "status", "n_samples", "created_at", "tags",
+                          "backend", "run_id"],
+            column_config={
+                "open": st.column_config.LinkColumn("open", display_text="open run"),
+                "run_id": st.column_config.TextColumn("run"),
+                "created_at": st.column_config.DatetimeColumn("created", format="YYYY-MM-DD HH:mm"),
+                **{c: st.column_config.NumberColumn(c.removeprefix("metric:"), format="%.4f") for c in metric_columns},
+            },
+        )
+        if headline and group[f"metric:{headline}"].notna().sum() > 1:
+            st.plotly_chart(charts.leaderboard_bar(group, headline), width="stretch", key=f"bar_{suite_name}")
 
 st.subheader("Open a run")
 labels = {r["run_id"]: ui.run_label(r) for r in frame.to_dict("records")}
