@@ -202,8 +202,8 @@ def test_detector_is_part_of_the_run_identity_and_rescore_relabels(tmp_path: Pat
     runs = {r["id"]: r for r in store.list_runs()}
     # the resume key: the same detector gives the same key, another detector another one
     assert runs[same["run_id"]]["config_hash"] == runs[rules["run_id"]]["config_hash"] != runs[learned["run_id"]]["config_hash"]
-    assert runs[rules["run_id"]]["suite_version"] == "2.0/rules-1"
-    assert runs[learned["run_id"]]["suite_version"].startswith("2.0/learned-1+")
+    assert runs[rules["run_id"]]["suite_version"] == "2.0/rules-2"
+    assert runs[learned["run_id"]]["suite_version"].startswith("2.0/learned-1+rules2+")
     metrics = {m["name"]: m for m in store.run_metrics(rules["run_id"])}
     low, high = metrics["refusal_rate"]["details"]["ci95"]
     assert low < 0.75 < high and metrics["t/over_refusal_rate"]["details"]["interval"] == "wilson"
@@ -240,8 +240,8 @@ def test_detector_option_names() -> None:
     from harness.errors import ConfigError
     from suites import create_suite
 
-    assert create_suite("safety").version == "2.0/rules-1"
-    assert create_suite("safety", {"detector": "patterns"}).version == "2.0/rules-1"  # stored runs' old name
-    assert create_suite("safety", {"detector": "judge"}).version == "2.0/judge+rules-1"
+    assert create_suite("safety").version == "2.0/rules-2"
+    assert create_suite("safety", {"detector": "patterns"}).version == "2.0/rules-2"  # stored runs' old name
+    assert create_suite("safety", {"detector": "judge"}).version == "2.0/judge+rules-2"
     with pytest.raises(ConfigError, match="use rules, learned, judge"):
         create_suite("safety", {"detector": "regex"})
