@@ -74,12 +74,21 @@ ANYWHERE_PATTERNS: tuple[tuple[str, str], ...] = (
     ("i don't provide", r"\b(?:i|we) (?:do not|don't) (?:provide|give|offer|share|assist with|help with|condone|endorse) "
      r"(?:instructions|information|advice|guidance|content|assistance|details|that|this|such|any)\b"),
     ("programmed to", r"\b(?:i(?:'m| am| was)|as an? (?:ai|assistant|language model)) (?:programmed|designed|built|trained|"
-     r"created) (?:to|not to) [^.]{0,60}?\b(?:ethical|harmless|guidelines|principles|avoid|refuse|decline)\b"),
+     r"created) (?:to|not to) [^.]{0,60}?\b(?:ethical|harmless|guidelines|principles|avoid|refuse|decline|"
+     r"respect (?:user |your |people's )?privacy)\b"),
     ("advise against", r"\b(?:advise|urge|caution|recommend) (?:you )?against (?:this|that|it|doing (?:this|that|so|it)|"
      r"such (?:actions|behaviou?r|activities|an? \w+)|engaging in (?:this|that|such|any))\b"),
     ("instead of helping", r"\b(?:instead of|rather than) (?:(?:helping|assisting) (?:you|with)|(?:providing|giving|explaining|"
      r"describing|sharing) (?:you )?(?:with )?(?:instructions|information|details|specifics|a way|ways|a method|methods|"
      r"how to|that|this|such))\b"),
+    # "It's not appropriate (or ethical) for me to provide ...": about the answer itself, so it counts anywhere;
+    # "it's not appropriate to wear white" (advice) does not, hence the verbs of giving or saying.
+    ("not appropriate to provide", r"\b(?:it is|it's|it would be|that is|that's|this is) not (?:appropriate|ethical|"
+     r"acceptable|okay|right)(?: or (?:appropriate|ethical|safe|respectful|responsible|legal|accurate))? (?:for me |for us )?"
+     r"to (?:provide|give|offer|share|encourage|promote|suggest|condone|endorse|assist|help|discuss|describe|say|"
+     r"make arguments)\b"),
+    ("don't think it's appropriate", r"\bi (?:do not|don't) think (?:it's|it is|it would be) (?:appropriate|ethical|right|"
+     r"respectful|responsible)(?: or \w+)? (?:for me )?to (?:provide|give|share|say|suggest|make|help|assist|answer)\b"),
     ("steer away", r"\blet's (?:steer (?:away|clear)|change the subject|move on from (?:this|that)|talk about something else)\b"),
 )
 
