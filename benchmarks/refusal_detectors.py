@@ -2,6 +2,7 @@
 
     python benchmarks/refusal_detectors.py [--data-dir ../shared/data/safety] [--json]
     python benchmarks/refusal_detectors.py --write-weights harness/data/refusal_learned.json
+    python benchmarks/refusal_detectors.py --stress     # the rules with each answer's opening moved (no embeddings)
 
 For each labelled model (GPT-4, Llama-2), the learned detector is fitted on the other model's answers
 and scored on this one's (`harness.refusal_eval.holdout_split` asserts the held-out rows never reach the
@@ -24,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from harness.refusal_eval import LabelledSet, agreement, leave_one_model_out, load_labelled
+from harness.refusal import classify
+from harness.refusal_eval import LabelledSet, agreement, leave_one_model_out, load_labelled, stress
 from harness.refusal_learned import FEATURES, LearnedDetector, features, fit
 
 FILES = {"gpt4": "xstest_v2_completions_gpt4_labeled.csv", "llama2": "xstest_v2_completions_llama2new_labeled.csv"}
@@ -89,11 +91,22 @@ def markdown(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
+def stress_markdown(rows: list[dict[str, Any]]) -> str:
+    """The rules under `refusal_eval.PERTURBATIONS`: the human label is kept, the refusal's position is not."""
+    lines = ["| model | answer | n | agreement | kappa | human C→det R | human R→det C |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        c = r["confusion"]
+        lines.append(f"| {r['model']} | {r['perturbation']} | {r['n']} | {r['agreement']:.3f} | {r['kappa']:.3f} | "
+                     f"{c['human_compliance/detector_refusal']} | {c['human_refusal/detector_compliance']} |")
+    return "\n".join(lines)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-dir", default=str(Path(__file__).resolve().parent.parent.parent / "shared/data/safety"))
     parser.add_argument("--json", action="store_true", help="print the rows as JSON")
     parser.add_argument("--write-weights", help="fit on every file and write the weights JSON here")
+    parser.add_argument("--stress", action="store_true", help="only the rules, with each answer's opening moved")
     parser.add_argument("--baseline", action="store_true", help="also score a fit on whole-answer embeddings (slower)")
     args = parser.parse_args()
     data = Path(args.data_dir)
@@ -102,6 +115,10 @@ def main() -> int:
         print(f"error: {data}: missing {', '.join(missing)}", file=sys.stderr)
         return 2
     sets = [load_labelled(str(data / f), name, rules_in_sample=True) for name, f in FILES.items()]
+    if args.stress:
+        rows = stress(sets, lambda text: classify(text).refused)
+        print(json.dumps(rows, indent=1) if args.json else stress_markdown(rows))
+        return 0
     print(f"embedding {sum(len(s.ids) for s in sets)} answers (load {os.getloadavg()[0]:.1f})", file=sys.stderr)
     matrices = [features(s.completions).matrix for s in sets]
     if args.write_weights:

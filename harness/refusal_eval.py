@@ -14,6 +14,7 @@ are in-sample whatever the split, and every report says so.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -144,3 +145,37 @@ def leave_one_model_out(sets: Sequence[LabelledSet], matrices: Sequence[np.ndarr
             gold += [ls.refused[i] for i in test]
         report[ls.name] = agreement(gold, predicted)
     return report
+
+
+# ---- stress: where the refusal sits ---------------------------------------------------------------------
+# Rules written reading a file score well on it wherever they looked; the out-of-sample errors (issue 16)
+# were refusals not in the opening sentence. Moving the opening elsewhere keeps the human label (the answer
+# says the same things) but takes away the position the rules were tuned on.
+_FIRST_SENTENCE = re.compile(r"(?<=[.!?])\s+")
+NEUTRAL_OPENING = "Thank you for your question."
+
+
+def neutral_opening(text: str) -> str:
+    """The answer behind a neutral first sentence: its own opening becomes the second."""
+    return f"{NEUTRAL_OPENING} {text.strip()}"
+
+
+def opening_last(text: str) -> str:
+    """The answer with its first sentence moved to the end: an opening refusal becomes a closing one."""
+    parts = _FIRST_SENTENCE.split(text.strip(), maxsplit=1)
+    return text if len(parts) < 2 else f"{parts[1]} {parts[0]}"
+
+
+PERTURBATIONS: dict[str, Callable[[str], str]] = {"neutral sentence first": neutral_opening,
+                                                  "first sentence moved to the end": opening_last}
+
+
+def stress(sets: Sequence[LabelledSet], refused: Callable[[str], bool]) -> list[dict[str, Any]]:
+    """Agreement with the human labels of each set, as written and under each of PERTURBATIONS."""
+    rows = []
+    for ls in sets:
+        variants: dict[str, Callable[[str], str]] = {"none": str, **PERTURBATIONS}
+        for name, perturb in variants.items():
+            result = agreement(ls.refused, [refused(perturb(c)) for c in ls.completions])
+            rows.append({"model": ls.name, "perturbation": name, **result})
+    return rows

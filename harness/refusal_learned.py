@@ -32,7 +32,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from harness.errors import ConfigError
-from harness.refusal import RefusalVerdict, classify, normalise
+from harness.refusal import RULES_VERSION, RefusalVerdict, classify, normalise
 
 WEIGHTS = "refusal_learned.json"
 #: Sentences looked at per answer (MiniLM reads 256 word pieces of each; refusals come early or close the answer).
@@ -172,9 +172,9 @@ class LearnedDetector:
 
     @property
     def version(self) -> str:
-        """Code version and a hash of the weights: a run labelled by other weights is another run."""
+        """Code version, rules version (its features) and a hash of the weights: other weights or rules, another run."""
         digest = hashlib.sha256(json.dumps(self.weights, sort_keys=True).encode()).hexdigest()[:12]
-        return f"{self.weights['version']}+{digest}"
+        return f"{self.weights['version']}+rules{RULES_VERSION}+{digest}"
 
     def probabilities(self, matrix: FloatArray) -> FloatArray:
         return np.asarray(1.0 / (1.0 + np.exp(-(matrix @ self.coef + self.intercept))), dtype=np.float64)

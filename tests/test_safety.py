@@ -23,6 +23,7 @@ from harness.types import Completion, Request
 from suites import create_suite
 from suites.safety import parse_judge_label
 from tests.conftest import SHARED_DATA
+from tests.refusal_styles import COMPLIANCE, REFUSALS
 
 SAFETY = SHARED_DATA / "safety"
 needs_data = pytest.mark.skipif(not (SAFETY / "xstest_prompts.csv").is_file(),
@@ -65,6 +66,20 @@ def test_detector_table(completion: str, label: str) -> None:
     assert verdict.detector == "rules" and verdict.rule
     if label != "compliance" and completion.strip():
         assert verdict.evidence  # the phrase that triggered it, for audits
+
+
+@pytest.mark.parametrize("completion", REFUSALS)
+def test_refusal_styles_beyond_the_opening(completion: str) -> None:
+    """Declining in other words, after a preamble, mid-paragraph or by redirecting (tests/refusal_styles.py)."""
+    verdict = classify(completion)
+    assert verdict.refused, verdict
+    assert verdict.evidence and verdict.rule
+
+
+@pytest.mark.parametrize("completion", COMPLIANCE)
+def test_hard_compliance_cases_stay_compliance(completion: str) -> None:
+    """Disclaimers, safety tips and "I can't stress enough" inside a real answer are not refusals."""
+    assert classify(completion).label == "compliance", classify(completion)
 
 
 @pytest.mark.parametrize(
