@@ -45,7 +45,8 @@ def installed(tmp_path_factory: pytest.TempPathFactory) -> Path:
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(src)],
                    check=True, cwd=tmp)
     (wheel,) = dist.glob("harness_eval-*.whl")
-    bundled = {p.relative_to(REPO).as_posix() for p in (REPO / "suites" / "data").rglob("*") if p.is_file()}
+    bundled = {p.relative_to(REPO).as_posix() for folder in ("suites/data", "harness/data") for p in (REPO / folder).rglob("*")
+               if p.is_file() and "__pycache__" not in p.parts}
     with zipfile.ZipFile(wheel) as zf:
         missing = bundled - set(zf.namelist())
     assert not missing, f"the wheel lacks bundled data: {sorted(missing)}"
@@ -92,3 +93,16 @@ def test_the_installed_wheel_runs_every_suite_on_its_bundled_sample(installed: P
     assert pairwise.returncode == 0, pairwise.stderr[-2000:]
     listed_runs = json.loads(_harness(installed, tmp_path, "runs", "list", "--json").stdout)["runs"]
     assert {r["suite"]: r["status"] for r in listed_runs} == dict.fromkeys([*SHORT, "mtbench-pairwise"], "complete")
+
+
+def test_learned_refusal_weights_load_offline_from_the_installed_wheel(installed: Path, tmp_path: Path) -> None:
+    """The learned detector's weights are package data and load with every hub access switched off."""
+    code = ("import harness.refusal_learned as r, json; d = r.LearnedDetector(); "
+            "assert r.__file__.startswith(%r), r.__file__; "
+            "print(json.dumps([d.version, [v.label for v in d.classify_many(['I cannot help with that.', 'Here you go: 42.'])]]))")
+    env = {**os.environ, "PYTHONPATH": str(installed), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-c", code % str(installed)], env=env, capture_output=True, text=True,
+                          timeout=600, cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    version, labels = json.loads(done.stdout.strip().splitlines()[-1])
+    assert version.startswith("1+") and labels == ["refusal", "compliance"]

@@ -6,10 +6,6 @@ gate pairing two safety runs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -144,27 +140,6 @@ def test_learned_detector_is_deterministic() -> None:
     m = features(ANSWERS).matrix
     y = [True, True, True, False, False, True]
     assert fit(m, y) == fit(m, y)
-
-
-def test_learned_weights_load_offline_from_the_installed_package(tmp_path: Path) -> None:
-    """The weights file is in the wheel (package data) and loads with every hub access switched off."""
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(tmp_path), str(ROOT)]
-    built = subprocess.run([*build, "--no-build-isolation"], capture_output=True, text=True, timeout=600)
-    if built.returncode != 0:  # the environment's setuptools is too old for pyproject's build-system: isolate
-        built = subprocess.run(build, capture_output=True, text=True, timeout=600)
-    assert built.returncode == 0, built.stderr
-    [wheel] = tmp_path.glob("harness_eval-*.whl")
-    assert "harness/data/refusal_learned.json" in zipfile.ZipFile(wheel).namelist()
-    site = tmp_path / "site"
-    zipfile.ZipFile(wheel).extractall(site)
-    code = ("import harness.refusal_learned as r, json; d = r.LearnedDetector(); "
-            "assert r.__file__.startswith(%r), r.__file__; "
-            "print(json.dumps([d.version, [v.label for v in d.classify_many(['I cannot help with that.', 'Here you go: 42.'])]]))")
-    env = {**os.environ, "PYTHONPATH": str(site), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-c", code % str(site)], env=env, capture_output=True, text=True, timeout=600, cwd=tmp_path)
-    assert done.returncode == 0, done.stderr
-    version, labels = json.loads(done.stdout.strip().splitlines()[-1])
-    assert version.startswith("1+") and labels == ["refusal", "compliance"]
 
 
 # ---- CLI and suite options ----------------------------------------------------------------------------
