@@ -4,7 +4,6 @@ full checkpoints, QLoRA's compute dtype, progress lines off a terminal, and `har
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,17 +17,7 @@ from harness.finetune.config import FinetuneConfig
 from harness.finetune.methods import qlora_compute_dtype
 from harness.finetune.train import FinetuneJob, warmup_steps
 from harness.store import Store
-
-REPO = Path(__file__).resolve().parent.parent
-TRAIN = str(REPO / "harness" / "finetune" / "bundled" / "products_train.jsonl")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_finetune import TRAIN, _one_thread  # noqa: F401  (the autouse one-thread fixture)
 
 
 def _config(model: Path, tmp_path: Path, **overrides: Any) -> FinetuneConfig:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from scipy import stats
 from typer.testing import CliRunner
 
@@ -19,17 +17,7 @@ from harness.finetune import records
 from harness.finetune.efficiency import FLAT, data_efficiency_report, fit_saturation, saturating
 from harness.finetune.sweep import SweepConfig, check_config, run_sweep, search_report, select_survivors
 from harness.store import Store
-
-REPO = Path(__file__).resolve().parent.parent
-TRAIN = str(REPO / "harness" / "finetune" / "bundled" / "products_train.jsonl")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread() -> Iterator[None]:
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests.test_finetune import TRAIN, _one_thread  # noqa: F401  (the autouse one-thread fixture)
 
 
 def _trial(number: int, early: float | None, final: float | None, state: str, steps: int, loss: float = 1.0) -> dict[str, Any]:

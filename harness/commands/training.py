@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -11,6 +12,21 @@ from rich.table import Table
 from harness.commands.common import DbOption, JsonOption, err, exit_on_error, open_store, out, print_json
 
 train_app = typer.Typer(help="List stored training runs (with checkpoints and scores) and sweeps.", no_args_is_help=True)
+
+
+def _listing(db: str | None, json_output: bool, query: Callable[[Any, Any], list[dict[str, Any]]]) -> list[dict[str, Any]] | None:
+    """Rows from a read-only store; with --json they are printed (without their configs) and None returned."""
+    from harness.finetune import records
+
+    store = open_store(db, read_only=True)
+    try:
+        rows = query(records, store)
+    finally:
+        store.close()
+    if not json_output:
+        return rows
+    print_json([{k: v for k, v in r.items() if k != "config"} for r in rows])
+    return None
 
 
 def _scores_text(scores: dict[str, dict[str, float]]) -> str:
@@ -26,15 +42,8 @@ def list_training_runs(
 ) -> None:
     """Training runs, newest first, with each checkpoint and its scores."""
     with exit_on_error():
-        from harness.finetune import records
-
-        store = open_store(db, read_only=True)
-        try:
-            rows = records.list_train_runs(store, limit, sweep)
-        finally:
-            store.close()
-        if json_output:
-            print_json([{k: v for k, v in r.items() if k != "config"} for r in rows])
+        rows = _listing(db, json_output, lambda records, store: records.list_train_runs(store, limit, sweep))
+        if rows is None:
             return
         table = Table(title=f"training runs ({len(rows)})")
         for col in ("id", "name", "method", "status", "sweep/trial", "created", "step", "checkpoint", "scores"):
@@ -60,15 +69,8 @@ def list_sweeps(
 ) -> None:
     """Sweeps, newest first: kind, status, trial states and the headline of the report."""
     with exit_on_error():
-        from harness.finetune import records
-
-        store = open_store(db, read_only=True)
-        try:
-            rows = records.list_sweeps(store, limit)
-        finally:
-            store.close()
-        if json_output:
-            print_json([{k: v for k, v in r.items() if k != "config"} for r in rows])
+        rows = _listing(db, json_output, lambda records, store: records.list_sweeps(store, limit))
+        if rows is None:
             return
         table = Table(title=f"sweeps ({len(rows)})")
         for col in ("id", "name", "kind", "status", "trials", "created", "headline"):
