@@ -56,6 +56,11 @@ def test_tied_early_scores_are_undefined_not_perfect() -> None:
     # the cut falls inside the tie and is decided by the stated rule: lower early loss first
     assert report["cut_fell_in_tie"] is True and report["cut_kept_trials"] == [2, 1]
     assert report["cut_kept_final_winner"] is True  # trial 1 (0.5) is the final winner and was kept
+    assert report["cut_kept_a_final_best"] is True
+    shared = [_trial(0, 0.9, 1.0, "complete", 10), _trial(1, 0.1, 1.0, "complete", 10), _trial(2, 0.5, 0.2, "complete", 10)]
+    report = search_report(shared, {i: 10 for i in range(3)}, {i: 2 for i in range(3)}, higher=True, top_k=1, keep=1)
+    assert report["final_winner"] is None and report["cut_kept_final_winner"] is None  # two trials share the best
+    assert report["cut_kept_a_final_best"] is True and report["best_trial"] == 0
 
 
 def test_survivors_follow_the_tie_rule() -> None:

@@ -49,7 +49,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"(same: {_f(s['early_winner_is_final_winner'])}) |",
         f"| Spearman early loss vs final F1 | {_f(s['spearman_early_loss_final'])} |",
         f"| cut keeps (1/{plan['reduction_factor']}) | trials {s['cut_kept_trials']}; fell in a tie: {_f(s['cut_fell_in_tie'])}; "
-        f"kept the final winner: {_f(s['cut_kept_final_winner'])} |",
+        f"kept the final winner: {_f(s['cut_kept_final_winner'])}; kept a trial with the best final score: "
+        f"{_f(s.get('cut_kept_a_final_best'))} |",
         f"| steps: full budget / with the cut / saved | {s['steps_full_budget']} / {s['steps_with_cut']} / {s['steps_saved_by_cut']} |",
         "",
         f"**2. Data efficiency** (recipe of trial {s['best_trial']}: {_params(s['best_params'] or {})}; "

@@ -176,7 +176,9 @@ def search_report(trials: Sequence[dict[str, Any]], budgets: dict[int, int], ear
     """Early-vs-final agreement, the cut's effect and compute saved (pure; tested directly).
 
     `keep` is the successive-halving cut (ceil(n / reduction_factor)); with every final score known
-    (pruner none) the report also says what that cut would have saved and whether it kept the winner."""
+    (pruner none) the report also says what that cut would have saved and whether it kept the winner
+    (or, when several trials share the best final score, one of them). `best_trial` is the trial with
+    the best final score, the lower trial number among equals."""
     both = [t for t in trials if t["early_score"] is not None and t["final_score"] is not None]
     early = {t["number"]: t["early_score"] for t in both}
     final = {t["number"]: t["final_score"] for t in both}
@@ -214,6 +216,7 @@ def search_report(trials: Sequence[dict[str, Any]], budgets: dict[int, int], ear
         "cut_fell_in_tie": tie_at_cut,
         "tie_rule": TIE_RULE,
         "cut_kept_final_winner": (final_winner in kept) if all_final and final_winner is not None else None,
+        "cut_kept_a_final_best": bool(set(kept) & _best_set(final, higher)) if all_final else None,
         "spearman_early_loss_final": corr([t["early_loss"] for t in both], list(final.values())),
         "spearman_early_grad_norm_final": corr([t["early_grad_norm"] for t in both], list(final.values())),
         "steps_trained": trained,
@@ -225,6 +228,13 @@ def search_report(trials: Sequence[dict[str, Any]], budgets: dict[int, int], ear
         "best_params": best["params"] if best else None,
         "best_final_score": best["final_score"] if best else None,
     }
+
+
+def _best_set(scores: dict[int, float], higher: bool) -> set[int]:
+    if not scores:
+        return set()
+    best = max(scores.values()) if higher else min(scores.values())
+    return {n for n, v in scores.items() if v == best}
 
 
 def run_sweep(config: SweepConfig, store: Store, show_progress: bool = True) -> SweepResult:
