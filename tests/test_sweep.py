@@ -81,6 +81,15 @@ def test_saturation_fit_recovers_a_known_curve() -> None:
     assert fit_saturation(sizes, [0.3] * 6, 0.95) is None  # a flat curve has no saturation point
 
 
+def test_data_efficiency_report_flags_an_extrapolated_saturation_point() -> None:
+    sizes = [0, 8, 16, 32]
+    means = saturating(sizes, 1.0, 1.0, 30.0)  # 95% of the gain at 90 samples, beyond 32
+    per_size = {s: {f"s{i}": float(m) + (0.01 if i % 2 else -0.01) for i in range(20)} for s, m in zip(sizes, means, strict=True)}
+    report = data_efficiency_report(per_size, 0.95, 20, np.random.default_rng(0))
+    assert report["saturation_n"] == pytest.approx(30.0 * np.log(20), rel=1e-2) and not report["saturated_within_sizes"]
+    assert any("beyond the largest size (32)" in note for note in report["notes"])
+
+
 def test_data_efficiency_report_explains_a_flat_curve() -> None:
     per_size = {s: {f"s{i}": 0.0 for i in range(5)} for s in (0, 8, 16)}
     report = data_efficiency_report(per_size, 0.95, 20, np.random.default_rng(0))

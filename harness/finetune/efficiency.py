@@ -137,6 +137,8 @@ def data_efficiency_report(per_size: dict[int, dict[str, float]], target: float,
         notes.append(f"no fit on the mean scores: {why}")
     elif fit and fit["b"] <= 0:
         notes.append("the fitted gain is not positive: more data did not raise the score")
+    elif fit and fit["saturation_n"] > max(sizes):
+        notes.append(f"the saturation point lies beyond the largest size ({max(sizes)}): an extrapolation of the fit")
     if reasons:
         notes.append("bootstrap fits that failed: " + ", ".join(f"{n} x {r}" for r, n in reasons.most_common()))
     if interval is None and draws:
