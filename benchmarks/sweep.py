@@ -8,9 +8,11 @@ correlations measured on the full-budget run (where every trial has both scores)
 
     python benchmarks/sweep.py [--trials 12] [--steps 150] [--db bench.db]
 
-Measured here (2 shared CPU cores, 2026-11-23): 12 trials -> steps ratio 0.533, 24 trials -> 0.367
-(wall time 0.27); both found the full-budget search's best configuration. Successive halving keeps
-every trial that beats all before it while few trials are in, so the saving grows with the trial count.
+The steps ratio is now set by the configuration: the best ceil(n / reduction_factor) trials continue
+from the early point, so with 12 trials, reduction factor 4 and early fraction 0.2 it is
+(3 x 1.0 + 9 x 0.2) / 12 = 0.4 whatever the run length (the numbers measured here before 2026-11-30
+came from optuna's asynchronous successive halving, whose share depended on the run length).
+The real-model version of this comparison is `harness study` (docs/finetuning.md).
 """
 
 from __future__ import annotations

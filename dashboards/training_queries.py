@@ -112,11 +112,11 @@ def sweep_trial_table(store: Store, sweep_id: str) -> pd.DataFrame:
 
 
 def early_final_agreement(trials: pd.DataFrame) -> float | None:
-    """Spearman rank correlation of early and final scores over trials that have both (None under 3)."""
+    """Spearman rank correlation of early and final scores over trials that have both (None: undefined)."""
+    from harness.ranking import spearman
+
     both = trials[["early_score", "final_score"]].dropna().astype(float)
-    if len(both) < 3 or both["early_score"].nunique() < 2 or both["final_score"].nunique() < 2:
-        return None
-    return float(both["early_score"].rank().corr(both["final_score"].rank()))
+    return spearman(both["early_score"].tolist(), both["final_score"].tolist())
 
 
 def data_efficiency(trials: pd.DataFrame) -> pd.DataFrame:

@@ -17,6 +17,7 @@ from harness.commands.rescore import rescore
 from harness.commands.run import run
 from harness.commands.runs import export, runs_app
 from harness.commands.safety import safety_app
+from harness.commands.training import study, train_app
 
 app = typer.Typer(
     name="harness",
@@ -40,6 +41,8 @@ app.command("export")(export)
 app.command("board")(board)
 app.command("finetune")(finetune)
 app.command("sweep")(sweep)
+app.add_typer(train_app, name="train")
+app.command("study")(study)
 app.add_typer(runs_app, name="runs")
 app.add_typer(models_app, name="models")
 app.command("compare")(compare)

@@ -98,9 +98,9 @@ def sweep(
         err.print(f"stored in {store.safe_url}")
 
 
-def _fmt(value: Any) -> str:
+def _fmt(value: Any, none: str = "-") -> str:
     if value is None:
-        return "-"
+        return none
     if isinstance(value, float):
         return f"{value:.4g}"
     return str(value)
@@ -117,7 +117,16 @@ def render_sweep(kind: str, sweep_id: str, report: dict[str, Any], trials: list[
     out.print(table)
     summary = Table(title="report", show_header=False)
     for key, value in report.items():
-        if key == "points":
+        if key in ("points", "notes"):
             continue
-        summary.add_row(key, _fmt(value))
+        summary.add_row(key, _fmt(value, "undefined"))
     out.print(summary)
+    if report.get("points"):
+        points = Table(title="curve points")
+        for col in ("training samples", "score", "stderr"):
+            points.add_column(col, justify="right")
+        for p in report["points"]:
+            points.add_row(str(p["n"]), _fmt(p["score"]), _fmt(p["stderr"]))
+        out.print(points)
+    for note in report.get("notes") or []:
+        out.print(f"note: {note}", highlight=False)

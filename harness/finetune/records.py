@@ -171,3 +171,47 @@ def trials_of(store: Store, sweep_id: str) -> list[dict[str, Any]]:
     with store.engine.connect() as conn:
         rows = conn.execute(select(sweep_trials).where(sweep_trials.c.sweep_id == sweep_id).order_by(sweep_trials.c.number))
         return [dict(r) for r in rows.mappings()]
+
+
+# ---- listings (`harness train list`, `harness train sweeps`) ---------------------------------------
+
+
+def list_train_runs(store: Store, limit: int = 50, sweep_id: str | None = None) -> list[dict[str, Any]]:
+    """Newest training runs first, each with its checkpoints and each checkpoint's scores by suite."""
+    from harness.store import metrics, runs
+
+    query = select(train_runs).order_by(train_runs.c.created_at.desc()).limit(limit)
+    if sweep_id:
+        query = query.where(train_runs.c.sweep_id == sweep_id)
+    with store.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(query).mappings()]
+        ids = [r["id"] for r in rows]
+        ckpts = conn.execute(select(checkpoints).where(checkpoints.c.train_run_id.in_(ids)).order_by(checkpoints.c.step)).mappings().all()
+        scored = conn.execute(
+            select(runs.c.train_run_id, runs.c.step, runs.c.suite, metrics.c.name, metrics.c.value)
+            .join(metrics, metrics.c.run_id == runs.c.id)
+            .where(runs.c.train_run_id.in_(ids), runs.c.status == "complete")
+        ).all()
+    scores: dict[tuple[str, int], dict[str, dict[str, float]]] = {}
+    for run_id, step, suite, name, value in scored:
+        if "/" not in name:
+            scores.setdefault((run_id, step), {}).setdefault(suite, {})[name] = value
+    for row in rows:
+        row["checkpoints"] = [
+            {"step": c["step"], "fraction": c["fraction"], "path": c["path"], "kind": c["kind"],
+             "scores": scores.get((row["id"], c["step"]), {})}
+            for c in ckpts if c["train_run_id"] == row["id"]
+        ]
+        row["base_scores"] = scores.get((row["id"], 0), {})
+    return rows
+
+
+def list_sweeps(store: Store, limit: int = 50) -> list[dict[str, Any]]:
+    """Newest sweeps first with their trial counts and report."""
+    with store.engine.connect() as conn:
+        rows = [dict(r) for r in conn.execute(select(sweeps).order_by(sweeps.c.created_at.desc()).limit(limit)).mappings()]
+    for row in rows:
+        trials = trials_of(store, row["id"])
+        row["n_trials"] = len(trials)
+        row["states"] = {s: sum(t["state"] == s for t in trials) for s in sorted({t["state"] for t in trials})}
+    return rows

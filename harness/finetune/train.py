@@ -7,15 +7,16 @@ the configured suites through the real Runner (so results are keyed by training 
 `train(until_step=...)` stops early at a checkpoint and a later `train()` continues from it; that is
 how sweeps judge a trial early and how `--resume` continues after a crash.
 
-Half fine-tuning rule: the input embeddings and the lower half of the transformer blocks
-(blocks 0 .. n//2 - 1) are frozen; the upper blocks, the final norm and the output head train. The
-lower blocks carry general features that fine-tuning on a narrow task tends to erode.
+Methods, devices and what each method trains: methods.py; the Trainer callback (store rows,
+checkpoints, progress bar or plain progress lines): progress.py. Warm-up is passed to transformers as
+a whole number of steps (`ceil(warmup_ratio * total_steps)`), which every supported transformers
+version reads the same way (4.x reads a float `warmup_steps` as steps, 5.x as a ratio).
 """
 
 from __future__ import annotations
 
 import math
-import time
+import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +27,8 @@ from harness.errors import ConfigError
 from harness.finetune import records
 from harness.finetune.config import FinetuneConfig
 from harness.finetune.data import ExampleDataset, PadCollator, build_examples, load_conversations, select_rows
+from harness.finetune.methods import check_method, load_for_training, resolve_device, resolve_dtype
+from harness.finetune.progress import StoreCallback
 from harness.provenance import directory_hash
 from harness.store import Store
 
@@ -50,10 +53,12 @@ class TrainResult:
     n_rows: int
     checkpoints: list[CheckpointResult]
     base_scores: dict[str, dict[str, float]] = field(default_factory=dict)
+    trainable: str = ""  # which layers train (methods.describe_trainable)
 
     def to_json(self) -> dict[str, Any]:
         return {
             "train_run_id": self.train_run_id,
+            "trainable": self.trainable,
             "status": self.status,
             "step": self.step,
             "total_steps": self.total_steps,
@@ -65,127 +70,6 @@ class TrainResult:
                 for c in self.checkpoints
             ],
         }
-
-
-# ---- devices and methods ---------------------------------------------------------------------------
-
-
-def resolve_device(config: FinetuneConfig) -> str:
-    import torch
-
-    if config.device == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("device: cuda was asked for, but no CUDA device is available")
-    if config.device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return config.device
-
-
-def resolve_dtype(config: FinetuneConfig, device: str) -> str:
-    import torch
-
-    if config.dtype == "bfloat16" and device == "cpu":
-        raise ConfigError("dtype: bfloat16 training is only supported on CUDA here; use float32 (or auto) on CPU")
-    if config.dtype != "auto":
-        return config.dtype
-    return "bfloat16" if device == "cuda" and torch.cuda.is_bf16_supported() else "float32"
-
-
-def check_method(config: FinetuneConfig, device: str) -> None:
-    """QLoRA needs CUDA and bitsandbytes; there is no CPU fallback, so say so before anything runs."""
-    if config.method != "qlora":
-        return
-    if device != "cuda":
-        raise ConfigError(
-            "method: qlora needs a CUDA GPU (bitsandbytes 4-bit kernels); none is available here. "
-            "Use method: lora for the same adapter on a full-precision base."
-        )
-    try:
-        import bitsandbytes  # noqa: F401
-    except ImportError:
-        raise ConfigError("method: qlora needs the bitsandbytes package: pip install bitsandbytes") from None
-
-
-def transformer_blocks(model: Any) -> Sequence[Any]:
-    """The model's stack of transformer blocks: the longest ModuleList in it."""
-    import torch
-
-    lists: list[Any] = [m for m in model.modules() if isinstance(m, torch.nn.ModuleList)]
-    if not lists:
-        raise ConfigError("method: half needs a model with a list of transformer blocks; none found")
-    return max(lists, key=len)
-
-
-def freeze_lower_half(model: Any) -> int:
-    """Half fine-tuning: freeze the embeddings and blocks 0 .. n//2 - 1; returns how many were frozen."""
-    blocks = transformer_blocks(model)
-    n_frozen = len(blocks) // 2
-    for p in model.parameters():
-        p.requires_grad_(True)
-    for p in model.get_input_embeddings().parameters():
-        p.requires_grad_(False)
-    for block in list(blocks)[:n_frozen]:
-        for p in block.parameters():
-            p.requires_grad_(False)
-    return n_frozen
-
-
-def load_for_training(config: FinetuneConfig, device: str, dtype: str) -> tuple[Any, Any]:
-    """(model ready for the method, tokenizer)."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer, set_seed
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # weight-loading bars would tear the training progress bar
-
-    from harness.backends.hf import check_model_path
-
-    path = check_model_path(config.model)
-    set_seed(config.seed)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=config.trust_remote_code)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load tokenizer of '{config.model}': {exc}") from None
-    if tokenizer.pad_token_id is None:
-        tokenizer.pad_token = tokenizer.eos_token
-    kwargs: dict[str, Any] = {"trust_remote_code": config.trust_remote_code}
-    if config.method == "qlora":
-        from transformers import BitsAndBytesConfig
-
-        kwargs["quantization_config"] = BitsAndBytesConfig(
-            load_in_4bit=True,
-            bnb_4bit_quant_type="nf4",
-            bnb_4bit_use_double_quant=True,
-            bnb_4bit_compute_dtype=torch.bfloat16,
-        )
-        kwargs["device_map"] = {"": 0}
-    else:
-        # Adapters train on a base held in the compute dtype; full and half keep float32 master
-        # weights and use bf16 autocast on CUDA (the Trainer's bf16 flag).
-        kwargs["dtype"] = torch.bfloat16 if (dtype == "bfloat16" and config.use_adapter) else torch.float32
-    try:
-        model: Any = AutoModelForCausalLM.from_pretrained(path, **kwargs)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot load model '{config.model}': {exc}") from None
-    if config.method != "qlora":
-        model = model.to(device)
-    if config.use_adapter:
-        from peft import LoraConfig, get_peft_model, prepare_model_for_kbit_training
-
-        if config.method == "qlora":
-            model = prepare_model_for_kbit_training(model)
-        lora = config.lora
-        peft_config = LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            use_dora=config.method == "dora",
-            task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(model, peft_config)
-    elif config.method == "half":
-        freeze_lower_half(model)
-    return model, tokenizer
 
 
 # ---- the job ---------------------------------------------------------------------------------------
@@ -215,7 +99,7 @@ class FinetuneJob:
         check_method(config, self.device)
         conversations = load_conversations(config.train_data)
         self.conversations = select_rows(conversations, config.max_samples, config.data_seed)
-        self.model, self.tokenizer = load_for_training(config, self.device, self.dtype)
+        self.model, self.tokenizer, self.trainable = load_for_training(config, self.device, self.dtype)
         self.examples = build_examples(self.tokenizer, self.conversations, config.max_length, config.packing)
         self.total_steps = config.total_steps(len(self.examples))
         self.checkpoint_steps = config.checkpoint_steps(self.total_steps)
@@ -247,6 +131,8 @@ class FinetuneJob:
             trial_number=self.trial_number,
         )
         self._set_output_dir()
+        if self.show_progress:
+            print(f"train {self.name}: {self.trainable}", file=sys.stderr, flush=True)
         if self.config.eval_suites and self.config.eval_base:
             self.base_scores = self._score(step=0, path=None)[0]
         return self.train_run_id
@@ -298,7 +184,7 @@ class FinetuneJob:
             return self.result("complete" if last["step"] >= self.total_steps else "running")
         if resume_from:
             records.delete_steps_after(self.store, self.train_run_id, last["step"] if last else 0)
-        logger: Any = _StoreCallback(self, until_step)
+        logger: Any = StoreCallback(self, until_step)
         trainer = Trainer(
             model=self.model,
             args=self._training_args(),
@@ -337,11 +223,11 @@ class FinetuneJob:
             gradient_accumulation_steps=c.gradient_accumulation_steps,
             learning_rate=c.learning_rate,
             lr_scheduler_type=c.lr_scheduler,
-            warmup_steps=c.warmup_ratio,
+            warmup_steps=warmup_steps(c.warmup_ratio, self.total_steps),
             weight_decay=c.weight_decay,
             max_grad_norm=c.max_grad_norm,
             logging_steps=1,
-            save_strategy="no",  # checkpoints are saved at the configured fractions by _StoreCallback
+            save_strategy="no",  # checkpoints are saved at the configured fractions by progress.StoreCallback
             report_to="none",
             disable_tqdm=True,
             seed=c.seed,
@@ -368,6 +254,7 @@ class FinetuneJob:
             len(self.conversations),
             [self.results[s] for s in sorted(self.results)],
             self.base_scores,
+            self.trainable,
         )
 
     # ---- checkpoints -------------------------------------------------------------------------
@@ -397,7 +284,7 @@ class FinetuneJob:
             model = ModelConfig(path=c.model, adapter=str(path), device=self.device, batch_size=c.eval_batch_size,
                                 trust_remote_code=c.trust_remote_code)
         else:
-            model = ModelConfig(path=str(path), device=self.device, batch_size=c.eval_batch_size)
+            model = ModelConfig(path=str(path), device=self.device, batch_size=c.eval_batch_size, trust_remote_code=c.trust_remote_code)
         run_config = RunConfig(
             suites=c.eval_suites,
             model=model,
@@ -420,95 +307,7 @@ class FinetuneJob:
         return scores, {r.suite: r.run_id for r in results}
 
 
-class _StoreCallback:
-    """Trainer callback: step rows to the store (buffered), checkpoints at fractions, a progress bar."""
+def warmup_steps(ratio: float, total_steps: int) -> int:
+    """Warm-up as whole steps: the one reading shared by transformers 4.x and 5.x."""
+    return math.ceil(ratio * total_steps)
 
-    def __init__(self, job: FinetuneJob, until_step: int | None) -> None:
-        from transformers import TrainerCallback
-
-        # Built lazily so importing this module does not import transformers.
-        self.__class__ = type("_StoreCallbackImpl", (_StoreCallback, TrainerCallback), {})
-        self.job = job
-        self.until_step = until_step
-        self.buffer: list[dict[str, Any]] = []
-        self.progress: Any = None
-        self.task: Any = None
-        self.step_started = time.perf_counter()
-        self.tokens_seen = 0
-
-    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        from rich.console import Console
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
-
-        self.tokens_seen = state.num_input_tokens_seen or 0
-        self.job.step = state.global_step
-        self.progress = Progress(
-            TextColumn("[bold]train {task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("loss {task.fields[loss]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(stderr=True),
-            disable=not self.job.show_progress,
-        )
-        self.progress.start()
-        self.task = self.progress.add_task(self.job.name, total=self.job.total_steps, completed=state.global_step, loss="-")
-
-    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.step_started = time.perf_counter()
-
-    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not logs or "loss" not in logs:
-            return
-        elapsed = max(time.perf_counter() - self.step_started, 1e-9)
-        tokens = state.num_input_tokens_seen or 0
-        rate = (tokens - self.tokens_seen) / elapsed
-        self.tokens_seen = tokens
-        self.buffer.append(
-            {
-                "step": state.global_step,
-                "epoch": _finite(logs.get("epoch")),
-                "loss": _finite(logs.get("loss")),
-                "grad_norm": _finite(logs.get("grad_norm")),
-                "learning_rate": _finite(logs.get("learning_rate")),
-                "tokens_per_s": rate,
-            }
-        )
-        if self.progress is not None:
-            self.progress.update(self.task, completed=state.global_step, loss=f"{logs['loss']:.4f}")
-        if len(self.buffer) >= self.job.config.log_flush_every:
-            self.flush()
-
-    def on_step_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> Any:
-        self.job.step = state.global_step
-        if state.global_step in self.job.checkpoint_steps:
-            control.should_save = True
-        if self.until_step is not None and state.global_step >= self.until_step:
-            control.should_training_stop = True
-        return control
-
-    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.flush()
-        path = Path(args.output_dir) / f"checkpoint-{state.global_step}"
-        self.job.on_checkpoint(state.global_step, path)
-
-    def on_train_end(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
-        self.flush()
-
-    def flush(self) -> None:
-        if self.buffer and self.job.train_run_id is not None:
-            records.write_steps(self.job.store, self.job.train_run_id, self.buffer)
-            self.buffer = []
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-            self.progress = None
-
-
-def _finite(value: Any) -> float | None:
-    if value is None:
-        return None
-    value = float(value)
-    return value if math.isfinite(value) else None
