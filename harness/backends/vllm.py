@@ -80,6 +80,8 @@ class _Engine:
 # Engines shared in this process. A base-model backend can use any engine of the same model and
 # settings; an adapter needs a LoRA-enabled one of at least its rank.
 _ENGINES: dict[int, _Engine] = {}
+# Engines released while others still run (see _release_engine).
+_PARKED: list[Any] = []
 
 
 def _engine_settings(config: ModelConfig, opts: VLLMOptions, path: str, on_cpu: bool) -> dict[str, Any]:
@@ -128,7 +130,11 @@ def _acquire_engine(settings: dict[str, Any], lora_rank: int | None) -> tuple[in
 
 
 def _release_engine(key: int) -> None:
-    """Drop one reference; the last one shuts the engine down and frees its memory."""
+    """Drop one reference; the last engine of the process shuts everything down and frees the memory.
+
+    An in-process engine core tears down process-wide parallel state when it shuts down or is
+    garbage-collected, which breaks every other engine still in use. So an engine released while
+    others run is parked (kept alive, unused) and freed together with the last one."""
     engine = _ENGINES.get(key)
     if engine is None:
         return
@@ -136,10 +142,13 @@ def _release_engine(key: int) -> None:
     if engine.refs > 0:
         return
     del _ENGINES[key]
+    _PARKED.append(engine.llm)
+    if _ENGINES:
+        return
     core = getattr(getattr(engine.llm, "llm_engine", None), "engine_core", None)
-    # An in-process engine core tears down process-wide parallel state on shutdown: only the last one may.
-    if core is not None and hasattr(core, "shutdown") and not _ENGINES:
+    if core is not None and hasattr(core, "shutdown"):
         core.shutdown()
+    _PARKED.clear()
     del engine.llm
     import gc
 
