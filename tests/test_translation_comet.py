@@ -92,6 +92,12 @@ def test_comet_scores_per_segment_and_system_level_deterministically(
     details = metrics["comet"]["details"]
     assert details["unbabel_comet"].startswith("2.") and details["checkpoint"].endswith("model.ckpt")
     assert {"bleu", "chrf"} <= set(metrics)
+    # The metric ranks quality: references given verbatim score higher than the same words reversed.
+    verbatim = {json.loads(line)["id"] for i, line in enumerate(BUNDLED.read_text(encoding="utf-8").splitlines()) if i % 2 == 0}
+    good = [r["scores"]["comet"] for r in rows if r["sample_id"] in verbatim]
+    poor = [r["scores"]["comet"] for r in rows if r["sample_id"] not in verbatim]
+    assert len(good) == len(poor) == 6
+    assert sum(good) / len(good) > sum(poor) / len(poor), (good, poor)
 
     # A second run (a new worker, a new process) gives exactly the same segment scores.
     rows_again, metrics_again = _run(sqlite_url, completions, options)
