@@ -48,16 +48,6 @@ def agreement(gold: Sequence[bool], predicted: Sequence[bool]) -> dict[str, Any]
     return {"n": n, "agreement": observed, "kappa": kappa, "confusion": confusion}
 
 
-def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval of a proportion k/n (good coverage near 0 and 1, where refusal rates live)."""
-    from scipy.stats import binomtest
-
-    if n == 0:
-        return (float("nan"), float("nan"))
-    ci = binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
-    return (float(ci.low), float(ci.high))
-
-
 @dataclass(frozen=True)
 class LabelledSet:
     """One model's answers with human labels; `keys` are (set name, row id), unique across sets."""

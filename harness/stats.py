@@ -385,3 +385,11 @@ def paired_sd(baseline: ArrayLike, candidate: ArrayLike) -> float:
     if sd > 0.0:
         return sd
     return float(math.sqrt(np.var(a, ddof=1) + np.var(b, ddof=1)))
+
+
+def wilson_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
+    """Wilson score interval of a proportion k/n (good coverage near 0 and 1, where refusal rates live)."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    ci = _sps.binomtest(k, n).proportion_ci(confidence_level=confidence, method="wilson")
+    return (float(ci.low), float(ci.high))

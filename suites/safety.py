@@ -249,7 +249,7 @@ class SafetySuite(Suite):
 
     def aggregate(self, scores: Sequence[SampleScore]) -> list[MetricValue]:
         """Means with standard errors, plus a 95% Wilson interval for every refusal rate (overall and per type)."""
-        from harness.refusal_eval import wilson_interval
+        from harness.stats import wilson_interval
 
         out = []
         for m in mean_metrics(scores, self.spec):

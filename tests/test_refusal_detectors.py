@@ -22,8 +22,8 @@ from harness.refusal_eval import (
     load_labelled,
     opening_last,
     stress,
-    wilson_interval,
 )
+from harness.stats import wilson_interval
 from harness.store import Store
 from tests.conftest import SHARED_DATA
 

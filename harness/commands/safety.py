@@ -62,7 +62,8 @@ def _verdicts(detector: str, ids: list[str], prompts: list[str] | None, completi
 def classify_file(path: str, prompt_column: str | None, completion_column: str, label_column: str | None,
                   detector: str = "rules", judge: ModelConfig | None = None) -> dict[str, Any]:
     """Classify every row; the refusal rate with its 95% interval; with human labels, agreement, kappa, confusion."""
-    from harness.refusal_eval import agreement, human_refused, wilson_interval
+    from harness.refusal_eval import agreement, human_refused
+    from harness.stats import wilson_interval
     from suites.safety import DETECTORS, pick_column, read_table
 
     if detector not in DETECTORS:
